@@ -1,0 +1,83 @@
+"""Masks, weights and reductions: the one place they live.
+
+Every loss produces an unreduced loss ``l`` and hands it here with its mask
+``m`` (``where`` and, where it applies, ``labels != ignore_index``), the user's
+``weights`` ``w`` and, for class-weighted sparse cross-entropy, the weight
+``c`` of each example's label:
+
+* ``"none"``: ``m * w * l`` (masked positions exactly 0),
+* ``"sum"``:  ``sum(m * w * l)``,
+* ``"mean"``: ``sum(m * w * l) / sum(m * w * c)`` (PyTorch's weighted mean),
+  and exactly 0.0 with an exactly zero gradient when nothing is counted.
+
+Masked positions must never leak NaN, so a loss first replaces its inputs
+there with harmless values (:func:`fill_masked`), then the result is selected
+again here: the "double where" pattern.
+"""
+
+import jax.numpy as jnp
+
+REDUCTIONS = ("mean", "sum", "none")
+
+
+def combine_masks(*masks):
+    """Logical AND of the masks that are not None (None if all are None)."""
+    out = None
+    for m in masks:
+        if m is None:
+            continue
+        out = m if out is None else jnp.logical_and(out, m)
+    return out
+
+
+def loss_mask(where, shape):
+    """``where`` broadcast to the unreduced loss shape, or None."""
+    if where is None:
+        return None
+    return jnp.broadcast_to(jnp.asarray(where, dtype=bool), shape)
+
+
+def fill_masked(x, mask, fill=0):
+    """Replace masked-out entries of ``x`` by ``fill`` (first half of double-where).
+
+    ``mask`` has the unreduced loss shape; if ``x`` has extra trailing axes
+    (a class axis), the mask is broadcast over them.
+    """
+    if mask is None:
+        return x
+    m = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
+    return jnp.where(m, x, jnp.asarray(fill, x.dtype))
+
+
+def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None):
+    """Apply mask and weights to the unreduced ``loss`` and reduce it.
+
+    Args:
+      loss: unreduced loss, float.
+      mask: bool array of ``loss.shape`` or None.
+      weights: non-negative weights broadcastable to ``loss.shape`` or None.
+      reduction: "mean", "sum" or "none".
+      normalizer: per-position weight ``c`` counted in the denominator of
+        "mean" (the class weight of the label), or None for 1.
+    """
+    w = None if weights is None else jnp.broadcast_to(jnp.asarray(weights, loss.dtype), loss.shape)
+    if w is not None and mask is not None:
+        w = jnp.where(mask, w, 0)  # NaN weights in masked slots must not leak either
+    weighted = loss if w is None else w * loss
+    if mask is not None:
+        weighted = jnp.where(mask, weighted, 0)
+    if reduction == "none":
+        return weighted
+    total = jnp.sum(weighted)
+    if reduction == "sum":
+        return total
+    count = jnp.ones(loss.shape, loss.dtype)
+    if w is not None:
+        count = count * w
+    if normalizer is not None:
+        count = count * normalizer
+    if mask is not None:
+        count = jnp.where(mask, count, 0)
+    count = jnp.sum(count)
+    empty = count == 0
+    return jnp.where(empty, jnp.zeros((), loss.dtype), total / jnp.where(empty, 1, count))

@@ -1,0 +1,399 @@
+"""Classification losses: binary / categorical / sparse cross-entropy, focal, hinge.
+
+Task guide: binary (or multi-label) targets -> ``binary_cross_entropy`` on a
+sigmoid output; one class out of C -> ``sparse_categorical_cross_entropy``
+(integer labels) or ``categorical_cross_entropy`` (one-hot / soft targets) on
+a softmax output; class imbalance -> focal losses or ``class_weights`` /
+``pos_weight``; max-margin classifiers -> the hinge family.
+
+All losses follow the convention of :mod:`jloss._reduce` (``weights``,
+``where``, ``reduction``) and compute half-precision inputs in float32. The
+cross-entropy and focal losses are built on the custom-VJP kernels of
+:mod:`jloss._stable`; like every ``jax.custom_vjp`` function they do not
+support forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``);
+use ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jloss import _checks, _stable
+from jloss._dtypes import compute_dtype
+from jloss._layout import check_class_vector, class_axis, to_rows
+from jloss._reduce import combine_masks, fill_masked, loss_mask, reduce_loss
+
+_LOGITS_HINT = "; with from_logits=False the first argument must be probabilities " \
+               "(did you pass logits? use from_logits=True)"
+
+
+# --------------------------------------------------------------- binary
+
+
+def _binary_checks(logits, labels, weights, where, reduction, from_logits, name="logits"):
+    _checks.check_float(**{name: logits})
+    _checks.check_same_shape(**{name: logits, "labels": labels})
+    _checks.check_convention(reduction, weights, where, jnp.shape(logits))
+    mask = loss_mask(where, jnp.shape(logits))
+    _checks.check_unit_interval("labels", labels, mask)
+    if not from_logits:
+        _checks.check_unit_interval(name, logits, mask, _LOGITS_HINT)
+
+
+def _binary_inputs(logits, labels, where, from_logits):
+    mask = loss_mask(where, logits.shape)
+    x = fill_masked(logits, mask, 0 if from_logits else 0.5)
+    y = fill_masked(labels.astype(compute_dtype(logits)), mask, 0)
+    return x, y, mask
+
+
+def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
+                         label_smoothing=0.0, weights=None, where=None, reduction="mean"):
+    """Binary cross-entropy, elementwise (binary and multi-label classification).
+
+    With ``p = sigmoid(x)`` and smoothed labels ``y' = y (1 - s) + s / 2``::
+
+        l = -[pos_weight * y' * log p + (1 - y') * log(1 - p)]
+
+    computed as ``pos_weight y' softplus(-x) + (1 - y') softplus(x)``, finite
+    for any finite logit. With ``from_logits=False`` the first argument is
+    ``p`` itself and the logs are clamped at -100 (as PyTorch).
+
+    Args:
+      logits: (...) float logits (or probabilities with ``from_logits=False``).
+      labels: (...) same shape, values in [0, 1] (soft labels allowed).
+      pos_weight: weight of the positive term, broadcastable to ``logits``
+        (as ``torch.nn.functional.binary_cross_entropy_with_logits``).
+      label_smoothing: s in [0, 1].
+      weights, where, reduction: see the package convention.
+
+    Returns: float32 loss, scalar or ``logits.shape`` for ``"none"``.
+    Raises: ValueError on shape mismatch or bad options, TypeError on integer
+      logits, LossInputError on labels (or probabilities) outside [0, 1].
+    Custom VJP: no forward-mode autodiff.
+    Reference: PyTorch ``binary_cross_entropy_with_logits``.
+    """
+    _binary_checks(logits, labels, weights, where, reduction, from_logits)
+    _checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
+    _checks.check_broadcastable("pos_weight", pos_weight, jnp.shape(logits))
+    _checks.check_range("pos_weight", pos_weight, low=0)
+    return _bce(logits, labels, pos_weight, label_smoothing, weights, where,
+                from_logits=from_logits, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
+def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, reduction):
+    x, y, mask = _binary_inputs(logits, labels, where, from_logits)
+    y = y * (1 - smoothing) + smoothing / 2
+    pw = jnp.ones((), y.dtype) if pos_weight is None else jnp.asarray(pos_weight)
+    pw = jnp.broadcast_to(pw, x.shape)
+    if from_logits:
+        loss = _stable.sigmoid_bce(x, y, pw)
+    else:
+        p = x.astype(y.dtype)
+        loss = -(pw * y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
+    return reduce_loss(loss, mask, weights, reduction)
+
+
+def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True,
+                      weights=None, where=None, reduction="mean"):
+    """Sigmoid focal loss (dense detection, heavy class imbalance).
+
+    ``l = alpha_t (1 - p_t)^gamma BCE(p, y)`` with ``p_t = p y + (1-p)(1-y)``
+    and ``alpha_t = alpha y + (1 - alpha)(1 - y)``; ``alpha=None`` drops
+    ``alpha_t``. ``gamma=0, alpha=None`` is ``binary_cross_entropy``. The
+    modulating factor is computed in log space, so gradients and second
+    derivatives stay finite at saturated logits for every ``gamma >= 0``.
+    Labels are treated as constants (zero gradient).
+
+    Shapes as ``binary_cross_entropy``. Custom VJP: no forward-mode autodiff.
+    Reference: Lin et al., "Focal Loss for Dense Object Detection" (2017);
+    ``torchvision.ops.sigmoid_focal_loss``.
+    """
+    _binary_checks(logits, labels, weights, where, reduction, from_logits)
+    _checks.check_range("gamma", gamma, low=0)
+    _checks.check_range("alpha", alpha, low=0, high=1)
+    return _binary_focal(logits, labels, gamma, alpha, weights, where,
+                         from_logits=from_logits, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
+def _binary_focal(logits, labels, gamma, alpha, weights, where, *, from_logits, reduction):
+    x, y, mask = _binary_inputs(logits, labels, where, from_logits)
+    if from_logits:
+        loss = _stable.sigmoid_focal(x, y, gamma)
+    else:
+        p = x.astype(y.dtype)
+        ce = -(y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
+        q = p * (1 - y) + (1 - p) * y
+        loss = ce * jnp.exp(gamma * jnp.maximum(_stable.clamped_log(q), -1e30))
+    if alpha is not None:
+        loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+    return reduce_loss(loss, mask, weights, reduction)
+
+
+# ------------------------------------------------------------ categorical
+
+
+def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, label_smoothing=0.0,
+                              class_weights=None, z_loss=0.0, weights=None, where=None,
+                              reduction="mean"):
+    """Softmax cross-entropy against one-hot or probability targets (multi-class).
+
+    With ``log p = log_softmax(logits)`` and ``t' = t (1 - s) + s / C``::
+
+        l = -sum_c w_c t'_c log p_c + z * logsumexp(logits)^2
+
+    per example (``w`` = ``class_weights``, default 1). A class with a -inf
+    logit is a masked class: it gets no smoothing mass and the loss stays
+    finite unless the target puts mass on it. With ``from_logits=False`` the
+    first argument holds probabilities and ``log p`` is clamped at -100.
+
+    Args:
+      logits: (..., C, ...) float; ``axis`` is the class axis.
+      targets: same shape, probabilities along ``axis``.
+      class_weights: (C,) or None. z_loss: z >= 0 (logits only).
+    Returns: float32 loss, scalar or the shape of ``logits`` without ``axis``.
+    Custom VJP: no forward-mode autodiff.
+    Reference: PyTorch ``cross_entropy`` with probability targets; PaLM z-loss.
+    """
+    axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
+    _checks.check_same_shape(logits=logits, targets=targets)
+    _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
+    mask = loss_mask(where, loss_shape)
+    _checks.check_distribution("targets", targets, axis, mask)
+    if not from_logits:
+        _checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+    return _categorical(logits, targets, label_smoothing, class_weights, z_loss, weights, where,
+                        axis=axis, from_logits=from_logits, reduction=reduction)
+
+
+def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits):
+    _checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
+    _checks.check_range("z_loss", z_loss, low=0)
+    check_class_vector("class_weights", class_weights, num_classes)
+    _checks.check_range("class_weights", class_weights, low=0)
+    if not from_logits and not _checks.is_zero(z_loss):
+        raise ValueError("z_loss needs logits: it is not defined with from_logits=False")
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction"))
+def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, where, *,
+                 axis, from_logits, reduction):
+    loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
+    mask = loss_mask(where, loss_shape)
+    row_mask = None if mask is None else mask.reshape(-1)
+    x = fill_masked(to_rows(logits, axis), row_mask, 0 if from_logits else 1 / logits.shape[axis])
+    t = fill_masked(to_rows(targets, axis), row_mask, 0)
+    smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
+    if from_logits:
+        loss = _stable.dense_softmax_ce(x, t, smoothing, class_weights, z_loss)
+    else:
+        dtype = compute_dtype(x)
+        num_classes = x.shape[-1]
+        w = 1.0 if class_weights is None else class_weights.astype(dtype)
+        a = (t.astype(dtype) * (1 - smoothing) + smoothing / num_classes) * w
+        loss = -jnp.sum(a * _stable.clamped_log(x.astype(dtype)), axis=-1)
+    return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
+
+
+def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-1,
+                                     label_smoothing=0.0, class_weights=None, ignore_index=None,
+                                     z_loss=0.0, weights=None, where=None, reduction="mean"):
+    """Softmax cross-entropy against integer class labels (multi-class, LMs).
+
+    Per example, with ``log p = log_softmax(logits)`` and ``w`` the class
+    weights (default 1)::
+
+        l = (1 - s) w_y (-log p_y) + (s / C) sum_c w_c (-log p_c) + z lse^2
+
+    and ``"mean"`` divides by ``sum w_y`` over counted examples, exactly as
+    ``torch.nn.functional.cross_entropy``. Never builds a one-hot; the
+    backward is ``softmax - target`` in closed form. Labels equal to
+    ``ignore_index`` are masked (and never value-checked). Under ``jax.jit``
+    an out-of-range label gives NaN for its example, never a wrapped class.
+
+    Args:
+      logits: (..., C, ...) float; ``axis`` is the class axis.
+      labels: integer, the shape of ``logits`` without ``axis``.
+    Returns: float32 loss, scalar or ``labels.shape`` for ``"none"``.
+    Custom VJP: no forward-mode autodiff.
+    Reference: PyTorch ``cross_entropy``; Szegedy et al. (2016) for label
+      smoothing; Chowdhery et al., PaLM (2022) for z-loss.
+    """
+    axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
+    _check_sparse_labels(labels, loss_shape, "logits")
+    _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
+    mask = _label_mask(labels, ignore_index, where, loss_shape)
+    _checks.check_class_labels(labels, num_classes, mask)
+    if not from_logits:
+        _checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+    return _sparse(logits, labels, label_smoothing, class_weights, z_loss, weights, where,
+                   axis=axis, ignore_index=ignore_index, from_logits=from_logits,
+                   smoothing_on=not _checks.is_zero(label_smoothing), reduction=reduction)
+
+
+def _check_sparse_labels(labels, loss_shape, name):
+    _checks.check_integer(labels=labels)
+    _checks.check_shape("labels", labels, loss_shape, f"{name} with the class axis removed")
+
+
+def _label_mask(labels, ignore_index, where, loss_shape):
+    keep = None if ignore_index is None else jnp.asarray(labels) != ignore_index
+    return combine_masks(loss_mask(where, loss_shape), keep)
+
+
+def sparse_rows(logits, labels, where, ignore_index, axis, fill):
+    """Flatten to (N, C) rows with safe labels; returns (x, labels, valid, mask)."""
+    loss_shape = labels.shape
+    mask = _label_mask(labels, ignore_index, where, loss_shape)
+    row_mask = None if mask is None else mask.reshape(-1)
+    num_classes = logits.shape[axis]
+    x = fill_masked(to_rows(logits, axis), row_mask, fill)
+    y = fill_masked(labels.reshape(-1), row_mask, 0)
+    valid = (y >= 0) & (y < num_classes)
+    return x, jnp.clip(y, 0, num_classes - 1), valid, mask
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "from_logits",
+                                             "smoothing_on", "reduction"))
+def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *, axis,
+            ignore_index, from_logits, smoothing_on, reduction):
+    num_classes = logits.shape[axis]
+    x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis,
+                                    0 if from_logits else 1 / num_classes)
+    smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
+    if from_logits:
+        loss = _stable.sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights, z_loss)
+    else:
+        dtype = compute_dtype(x)
+        logp = _stable.clamped_log(x.astype(dtype))
+        w = jnp.ones((num_classes,), dtype) if class_weights is None else class_weights.astype(dtype)
+        loss = -(1 - smoothing) * w[y] * jnp.take_along_axis(logp, y[:, None], -1)[:, 0]
+        loss = loss - smoothing / num_classes * jnp.sum(w * logp, axis=-1)
+    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    normalizer = None if class_weights is None else class_weights.astype(loss.dtype)[y].reshape(labels.shape)
+    return reduce_loss(loss, mask, weights, reduction, normalizer)
+
+
+def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ignore_index=None,
+                           weights=None, where=None, reduction="mean"):
+    """Softmax focal loss with integer labels (multi-class imbalance).
+
+    ``l = -alpha_y (1 - p_y)^gamma log p_y``; ``alpha`` is None (1), a scalar
+    or a (C,) array of per-class factors (part of the loss: ``"mean"`` divides
+    by the number of counted examples). ``gamma=0, alpha=None`` is sparse
+    cross-entropy. ``log(1 - p_y)`` comes from the other classes' logits, so
+    gradients are finite for every ``gamma >= 0``, saturated logits included.
+
+    Shapes as ``sparse_categorical_cross_entropy``. Custom VJP: no
+    forward-mode autodiff. Reference: Lin et al. (2017).
+    """
+    axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
+    _check_sparse_labels(labels, loss_shape, "logits")
+    _checks.check_range("gamma", gamma, low=0)
+    check_class_vector("alpha", alpha, num_classes)
+    _checks.check_range("alpha", alpha, low=0)
+    _checks.check_class_labels(labels, num_classes, _label_mask(labels, ignore_index, where, loss_shape))
+    return _categorical_focal(logits, labels, gamma, alpha, weights, where, axis=axis,
+                              ignore_index=ignore_index, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "reduction"))
+def _categorical_focal(logits, labels, gamma, alpha, weights, where, *, axis, ignore_index,
+                       reduction):
+    x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis, 0)
+    loss = _stable.softmax_focal(x, y, jnp.asarray(gamma, compute_dtype(x)))
+    if alpha is not None:
+        alpha = jnp.asarray(alpha, loss.dtype)
+        loss = loss * (alpha[y] if alpha.ndim else alpha)
+    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    return reduce_loss(loss, mask, weights, reduction)
+
+
+# ------------------------------------------------------------------ hinge
+
+
+def _hinge_checks(scores, labels, weights, where, reduction, margin):
+    _checks.check_float(scores=scores)
+    _checks.check_same_shape(scores=scores, labels=labels)
+    _checks.check_convention(reduction, weights, where, jnp.shape(scores))
+    mask = loss_mask(where, jnp.shape(scores))
+
+    def bad(labels, mask=None):
+        out = (labels != -1) & (labels != 0) & (labels != 1)
+        return out if mask is None else out & mask
+
+    arrays = {"labels": labels} if mask is None else {"labels": labels, "mask": mask}
+    _checks.check_values(bad, "hinge labels must be -1 or +1 (0 is read as -1)", **arrays)
+    _checks.check_range("margin", margin)
+
+
+def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
+    """Hinge loss ``max(0, margin - y s)`` (max-margin binary classifiers, SVMs).
+
+    ``labels`` in {-1, +1}; 0 is read as -1 (as Keras). Elementwise, shapes
+    must match. Reference: Cortes & Vapnik (1995); ``keras.losses.hinge``.
+    """
+    _hinge_checks(scores, labels, weights, where, reduction, margin)
+    return _hinge(scores, labels, margin, weights, where, squared=False, reduction=reduction)
+
+
+def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
+    """Squared hinge ``max(0, margin - y s)^2``: smooth, penalises violations more.
+
+    Labels and shapes as :func:`hinge`. Reference: ``keras.losses.squared_hinge``.
+    """
+    _hinge_checks(scores, labels, weights, where, reduction, margin)
+    return _hinge(scores, labels, margin, weights, where, squared=True, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("squared", "reduction"))
+def _hinge(scores, labels, margin, weights, where, *, squared, reduction):
+    mask = loss_mask(where, scores.shape)
+    dtype = compute_dtype(scores)
+    s = fill_masked(scores, mask, 0).astype(dtype)
+    y = fill_masked(labels, mask, 1).astype(dtype)
+    y = jnp.where(y == 0, -1, y)
+    loss = jnp.maximum(0, margin - y * s)
+    return reduce_loss(loss**2 if squared else loss, mask, weights, reduction)
+
+
+def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axis=-1,
+                     weights=None, where=None, reduction="mean"):
+    """Multi-class margin loss (Crammer-Singer style, as torch ``multi_margin_loss``).
+
+    Per example ``w_y * sum_{j != y} max(0, margin - s_y + s_j)^p / C`` with
+    ``p`` in {1, 2}; ``"mean"`` divides by the number of counted examples.
+
+    Args: scores (..., C, ...) float, labels integer of the shape without
+      ``axis``, class_weights (C,) or None.
+    Reference: PyTorch ``multi_margin_loss``; Weston & Watkins (1999).
+    """
+    axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
+    _check_sparse_labels(labels, loss_shape, "scores")
+    if p not in (1, 2):
+        raise ValueError(f"p must be 1 or 2, got {p!r}")
+    _checks.check_range("margin", margin)
+    check_class_vector("class_weights", class_weights, num_classes)
+    _checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
+    return _multiclass_hinge(scores, labels, margin, class_weights, weights, where,
+                             axis=axis, p=p, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "p", "reduction"))
+def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, axis, p,
+                      reduction):
+    x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
+    dtype = compute_dtype(x)
+    x = x.astype(dtype)
+    num_classes = x.shape[-1]
+    own = jnp.take_along_axis(x, y[:, None], -1)
+    violation = jnp.maximum(0, margin - own + x) ** p
+    is_label = jnp.arange(num_classes)[None, :] == y[:, None]
+    loss = jnp.sum(jnp.where(is_label, 0, violation), axis=-1) / num_classes
+    if class_weights is not None:
+        loss = loss * class_weights.astype(dtype)[y]
+    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    return reduce_loss(loss, mask, weights, reduction)

@@ -1,0 +1,62 @@
+"""Divergences between distributions (distillation, matching a target distribution)."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jloss import _checks, _stable
+from jloss._dtypes import compute_dtype
+from jloss._layout import class_axis, to_rows
+from jloss._reduce import fill_masked, loss_mask, reduce_loss
+
+
+def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=-1,
+                  weights=None, where=None, reduction="mean"):
+    """``KL(targets || q) = sum_c t_c (log t_c - log q_c)`` per example.
+
+    ``q = softmax(logits)`` (or ``logits`` are probabilities with
+    ``from_logits=False``, logs clamped at -100); ``targets`` are
+    probabilities, or log-probabilities with ``log_targets=True``. Terms with
+    ``t_c = 0`` contribute 0 with finite gradients for both arguments.
+    ``"mean"`` averages over examples (PyTorch's ``"batchmean"``).
+
+    Args: logits and targets of the same shape (..., C, ...), ``axis`` the class axis.
+    Returns: float32, scalar or the shape without ``axis``.
+    Reference: Kullback & Leibler (1951); Hinton et al., distillation (2015).
+    """
+    axis, loss_shape, _ = class_axis(logits, axis, reduction, weights, where)
+    _checks.check_same_shape(logits=logits, targets=targets)
+    _checks.check_float(targets=targets)
+    mask = loss_mask(where, loss_shape)
+    if not log_targets:
+        _checks.check_distribution("targets", targets, axis, mask)
+    if not from_logits:
+        _checks.check_distribution("logits", logits, axis, mask,
+                                   "; with from_logits=False pass probabilities")
+    return _kl(logits, targets, weights, where, axis=axis, from_logits=from_logits,
+               log_targets=log_targets, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "from_logits", "log_targets", "reduction"))
+def _kl(logits, targets, weights, where, *, axis, from_logits, log_targets, reduction):
+    loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
+    mask = loss_mask(where, loss_shape)
+    row_mask = None if mask is None else mask.reshape(-1)
+    dtype = compute_dtype(logits, targets)
+    num_classes = logits.shape[axis]
+    x = fill_masked(to_rows(logits, axis), row_mask, 0 if from_logits else 1 / num_classes)
+    t = fill_masked(to_rows(targets, axis), row_mask, 0 if log_targets else 1 / num_classes)
+    x, t = x.astype(dtype), t.astype(dtype)
+    log_q = jax.nn.log_softmax(x, axis=-1) if from_logits else _stable.clamped_log(x)
+    if log_targets:
+        # exp(log t) (log t - log q); -inf log-targets contribute 0.
+        present = t > -jnp.inf
+        safe_t = jnp.where(present, t, 0)
+        terms = jnp.where(present, jnp.exp(safe_t) * (safe_t - log_q), 0)
+    else:
+        present = t > 0
+        safe_t = jnp.where(present, t, 1)
+        terms = jnp.where(present, t * (jnp.log(safe_t) - log_q), 0)
+    # Where the target is 0, a -inf log_q must not turn the product into NaN.
+    return reduce_loss(jnp.sum(terms, axis=-1).reshape(loss_shape), mask, weights, reduction)

@@ -1,0 +1,28 @@
+"""Label helpers."""
+
+import jax
+import jax.numpy as jnp
+
+from jloss import _checks
+
+
+def one_hot(labels, num_classes, *, dtype=jnp.float32):
+    """One-hot encode integer ``labels`` (...,) -> (..., num_classes).
+
+    Labels outside ``[0, num_classes)`` give an all-zero row (as ``jax.nn.one_hot``).
+    """
+    _checks.check_integer(labels=labels)
+    if not isinstance(num_classes, int) or num_classes < 1:
+        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
+    return jax.nn.one_hot(labels, num_classes, dtype=dtype)
+
+
+def smooth_labels(one_hot, alpha, *, axis=-1):
+    """Label smoothing ``t (1 - alpha) + alpha / C`` along ``axis``.
+
+    Reference: Szegedy et al., "Rethinking the Inception Architecture" (2016).
+    """
+    _checks.check_float(one_hot=one_hot)
+    _checks.check_range("alpha", alpha, low=0, high=1)
+    axis = _checks.check_axis(axis, jnp.ndim(one_hot), "one_hot")
+    return one_hot * (1 - alpha) + alpha / jnp.shape(one_hot)[axis]
