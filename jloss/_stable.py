@@ -192,7 +192,7 @@ def _modulator(gamma, log_q):
 
 
 def _focal_fwd(logits, labels, gamma):
-    lse, log_q, q, log_p = _focal_stats(logits, labels)
+    lse, log_q, _, log_p = _focal_stats(logits, labels)
     loss = -_modulator(gamma, log_q) * log_p
     return loss, (logits, labels, lse, log_q, log_p, gamma)
 

@@ -1,0 +1,114 @@
+"""Optax optimizers by name, with schedules, clipping, weight decay, skipping and accumulation."""
+
+import jax
+import optax
+
+OPTIMIZERS = {
+    "sgd": optax.sgd,
+    "momentum": lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum, **kw),
+    "nesterov": lambda learning_rate, momentum=0.9, **kw: optax.sgd(
+        learning_rate, momentum=momentum, nesterov=True, **kw),
+    "adam": optax.adam,
+    "adamw": optax.adamw,
+    "rmsprop": optax.rmsprop,
+    "adagrad": optax.adagrad,
+    "lion": optax.lion,
+    "adafactor": optax.adafactor,
+    "adamax": optax.adamax,
+    "nadam": optax.nadam,
+    "lamb": optax.lamb,
+    "adabelief": optax.adabelief,
+}
+
+_DECOUPLED_DECAY = ("adamw", "lion", "lamb")
+
+SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear", "exponential")
+
+
+def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_value=0.0,
+                  decay_rate=0.1):
+    """A learning-rate schedule by name.
+
+    - ``constant``: ``learning_rate`` throughout (after ``warmup_steps`` of linear warm-up).
+    - ``cosine``: cosine decay to ``end_value`` over ``decay_steps``.
+    - ``warmup_cosine``: linear warm-up from 0 over ``warmup_steps``, then cosine
+      decay to ``end_value``; ``decay_steps`` counts the whole schedule.
+    - ``linear``: linear decay to ``end_value`` over ``decay_steps``.
+    - ``exponential``: ``learning_rate * decay_rate ** (step / decay_steps)``.
+    """
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
+    if name == "constant":
+        if warmup_steps:
+            return optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
+        return optax.constant_schedule(learning_rate)
+    if decay_steps is None or decay_steps <= 0:
+        raise ValueError(f"schedule {name!r} needs decay_steps > 0, got {decay_steps!r}")
+    if name == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, decay_steps,
+                                           alpha=end_value / learning_rate if learning_rate else 0.0)
+    if name == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, decay_steps,
+                                                  end_value=end_value)
+    if name == "linear":
+        return optax.linear_schedule(learning_rate, end_value, decay_steps)
+    return optax.exponential_decay(learning_rate, decay_steps, decay_rate)
+
+
+def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_steps=0,
+              end_value=0.0, clip_norm=None, weight_decay=None, skip_nonfinite=False,
+              max_consecutive_errors=5, accumulate_steps=1, **options):
+    """An ``optax.GradientTransformation`` by name.
+
+    Args:
+      name: one of ``sorted(jloss.train.optim.OPTIMIZERS)`` ("sgd", "momentum",
+        "nesterov", "adam", "adamw", "rmsprop", "adagrad", "lion", ...).
+      learning_rate: a float or an optax schedule (a callable of the step).
+      schedule: a schedule name (see :func:`make_schedule`) applied to a float
+        ``learning_rate``, with ``decay_steps``, ``warmup_steps``, ``end_value``.
+      clip_norm: clip gradients by global norm first.
+      weight_decay: decoupled decay for adamw / lion / lamb, L2 added to the
+        gradient (``optax.add_decayed_weights``) for the others.
+      skip_nonfinite: skip updates whose gradients are not finite
+        (``optax.apply_if_finite``, giving up after ``max_consecutive_errors``).
+      accumulate_steps: average gradients over k calls before one update
+        (``optax.MultiSteps``).
+      **options: passed to the optax constructor (``b1``, ``momentum``, ...).
+
+    The learning rate is injected as a hyperparameter, so train steps can
+    report it (``jloss.learning_rate(opt_state)``).
+    """
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}")
+    if schedule is not None:
+        if callable(learning_rate):
+            raise ValueError("pass either a schedule name or a schedule as learning_rate, not both")
+        learning_rate = make_schedule(schedule, learning_rate, decay_steps=decay_steps,
+                                      warmup_steps=warmup_steps, end_value=end_value)
+    if weight_decay is not None and name in _DECOUPLED_DECAY:
+        options["weight_decay"] = weight_decay
+    tx = optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=learning_rate, **options)
+    if weight_decay is not None and name not in _DECOUPLED_DECAY:
+        tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
+    if clip_norm is not None:
+        tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
+    if skip_nonfinite:
+        tx = optax.apply_if_finite(tx, max_consecutive_errors)
+    if accumulate_steps > 1:
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
+    return tx
+
+
+def learning_rate(opt_state):
+    """The current learning rate stored in ``opt_state``, or None if it has none."""
+    found = []
+
+    def visit(node):
+        hp = getattr(node, "hyperparams", None)
+        if isinstance(hp, dict) and "learning_rate" in hp:
+            found.append(hp["learning_rate"])
+            return True
+        return False
+
+    jax.tree_util.tree_leaves(opt_state, is_leaf=visit)
+    return found[0] if found else None
