@@ -22,7 +22,7 @@ def spirals(key, n=512, classes=3):
 def init(key, sizes=(2, 64, 64, 3)):
     keys = jax.random.split(key, len(sizes) - 1)
     return [(jax.random.normal(k, (a, b)) / jnp.sqrt(a), jnp.zeros(b))
-            for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=False)]
 
 
 def forward(params, x):

@@ -199,8 +199,8 @@ def checked(fn):
     def wrapper(*args, **kwargs):
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
         is_dynamic = tuple(isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves)
-        dynamic = [x for x, d in zip(leaves, is_dynamic) if d]
-        static = tuple(x for x, d in zip(leaves, is_dynamic) if not d)
+        dynamic = [x for x, d in zip(leaves, is_dynamic, strict=False) if d]
+        static = tuple(x for x, d in zip(leaves, is_dynamic, strict=False) if not d)
         err, out = compiled(dynamic, static, treedef, is_dynamic)
         message = err.get()
         if message is not None:

@@ -156,12 +156,12 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
 
 def _variance_like(variance, shape):
     vshape = jnp.shape(variance)
-    if vshape == shape or (len(shape) and vshape == shape[:-1] + (1,)):
+    if vshape == shape or (len(shape) and vshape == (*shape[:-1], 1)):
         return variance
     if len(shape) and vshape == shape[:-1]:
         return jnp.expand_dims(variance, -1)
     raise ValueError(f"variance has shape {vshape} but mean {shape} needs variance of shape "
-                     f"{shape}, {shape[:-1] + (1,)} or {shape[:-1]}")
+                     f"{shape}, {(*shape[:-1], 1)} or {shape[:-1]}")
 
 
 @functools.partial(jax.jit, static_argnames=("full", "reduction"))

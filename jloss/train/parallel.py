@@ -18,7 +18,7 @@ def replicate(tree, devices=None):
     """Copy every leaf onto each local device, with a leading device axis (for ``pmap``)."""
     devices = _devices(devices)
     sharding = NamedSharding(Mesh(np.array(devices), ("devices",)), PartitionSpec("devices"))
-    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(devices),) + jnp.shape(x)), tree)
+    stacked = jax.tree.map(lambda x: jnp.broadcast_to(x, (len(devices), *jnp.shape(x))), tree)
     return jax.device_put(stacked, sharding)
 
 
@@ -44,7 +44,7 @@ def shard_batch(batch, devices=None):
     """
     n = len(_devices(devices))
     check_divisible(batch, n, "devices")
-    return jax.tree.map(lambda x: jnp.reshape(x, (n, x.shape[0] // n) + x.shape[1:]), batch)
+    return jax.tree.map(lambda x: jnp.reshape(x, (n, x.shape[0] // n, *x.shape[1:])), batch)
 
 
 def data_mesh(devices=None, axis_name="data"):

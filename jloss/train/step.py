@@ -52,7 +52,7 @@ def _private_grads(loss_fn, has_aux, clip_norm, noise_multiplier, key):
         keys = jax.random.split(jax.random.fold_in(key, step), len(leaves))
         n = norms.shape[0]
         noisy = [(g + noise_multiplier * clip_norm * jax.random.normal(k, g.shape, g.dtype)) / n
-                 for g, k in zip(leaves, keys)]
+                 for g, k in zip(leaves, keys, strict=False)]
         aux = None if aux is None else jax.tree.map(lambda a: jnp.mean(a, axis=0), aux)
         return (jnp.mean(loss), aux), jax.tree_util.tree_unflatten(treedef, noisy)
 
