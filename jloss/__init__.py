@@ -20,6 +20,7 @@ from jloss.classification import (
 )
 from jloss.divergence import kl_divergence
 from jloss.helpers import one_hot, smooth_labels
+from jloss.recommend import Recommendation, recommend
 from jloss.regression import (
     gaussian_nll,
     huber,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "LossInputError",
+    "Recommendation",
     "TrainState",
     "binary_cross_entropy",
     "binary_focal_loss",
@@ -74,6 +76,7 @@ __all__ = [
     "per_example_grads",
     "pinball",
     "poisson_nll",
+    "recommend",
     "replicate",
     "shard_batch",
     "smooth_l1",
