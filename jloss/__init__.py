@@ -45,6 +45,7 @@ from jloss.train import (
     shard_batch,
     unreplicate,
 )
+from jloss.viz import loss_landscape, lr_finder
 
 __version__ = "0.1.0"
 
@@ -64,6 +65,8 @@ __all__ = [
     "kl_divergence",
     "learning_rate",
     "log_cosh",
+    "loss_landscape",
+    "lr_finder",
     "mae",
     "make_schedule",
     "make_train_step",
