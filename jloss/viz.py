@@ -6,6 +6,7 @@ each takes an optional matplotlib ``Axes`` and returns the Axes it drew on.
 """
 
 import dataclasses
+import functools
 import math
 import warnings
 from collections.abc import Iterator, Mapping
@@ -253,6 +254,23 @@ def filter_normalized_direction(key, params, *, filter_axis=-1, ignore_bias=True
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
+def _loss_at(loss_fn, has_aux, params, batch, coords, directions):
+    moved = params
+    for c, d in zip(coords, directions, strict=True):
+        moved = jax.tree.map(lambda p, v, c=c: p + c.astype(p.dtype) * v, moved, d)
+    out = loss_fn(moved, batch)
+    return out[0] if has_aux else out
+
+
+@functools.partial(jax.jit, static_argnames=("loss_fn", "has_aux", "batch_size"))
+def _landscape_values(params, batch, directions, coords, *, loss_fn, has_aux, batch_size):
+    """Losses at every grid point (one compilation per loss_fn and shapes) and at the centre."""
+    values = jax.lax.map(lambda c: _loss_at(loss_fn, has_aux, params, batch, c, directions), coords,
+                         batch_size=batch_size)
+    center = _loss_at(loss_fn, has_aux, params, batch, jnp.zeros(coords.shape[-1:], coords.dtype), directions)
+    return values, center
+
+
 def loss_landscape(loss_fn, params, batch, *, key=None, dims=1, span=1.0, num=21, filter_axis=-1,
                    ignore_bias=True, has_aux=False, batch_size=None):
     """The loss along one or two filter-normalised random directions around ``params``.
@@ -285,13 +303,6 @@ def loss_landscape(loss_fn, params, batch, *, key=None, dims=1, span=1.0, num=21
     if isinstance(params, TrainState):
         params = params.params
 
-    def loss_at(params, batch, coords, directions):
-        moved = params
-        for c, d in zip(coords, directions, strict=True):
-            moved = jax.tree.map(lambda p, v, c=c: p + c.astype(p.dtype) * v, moved, d)
-        out = loss_fn(moved, batch)
-        return out[0] if has_aux else out
-
     grid = np.linspace(-span, span, num, dtype=np.float32)
     if dims == 1:
         coords = grid[:, None]
@@ -302,15 +313,8 @@ def loss_landscape(loss_fn, params, batch, *, key=None, dims=1, span=1.0, num=21
     rng = _numpy_rng(key)
     directions = tuple(filter_normalized_direction(int(rng.integers(2**31)), params, filter_axis=filter_axis,
                                                    ignore_bias=ignore_bias) for _ in range(dims))
-
-    @jax.jit
-    def evaluate(params, batch, directions, coords):
-        values = jax.lax.map(lambda c: loss_at(params, batch, c, directions), coords,
-                             batch_size=batch_size)
-        center = loss_at(params, batch, jnp.zeros((dims,), coords.dtype), directions)
-        return values, center
-
-    values, center = evaluate(params, batch, directions, jnp.asarray(coords))
+    values, center = _landscape_values(params, batch, directions, jnp.asarray(coords), loss_fn=loss_fn,
+                                       has_aux=has_aux, batch_size=batch_size)
     losses = np.asarray(values, dtype=np.float64).reshape((num,) * dims)
     center = float(center)
     return LossLandscape(grid, grid if dims == 2 else None, losses, directions, center)
