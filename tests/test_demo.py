@@ -106,6 +106,8 @@ def test_d_imbalance(quick):
     assert res["holds"] is True
     weighted = next(k for k in n["recall"] if k.startswith("BCE, pos_weight"))
     assert n["recall"][weighted] > n["recall"]["BCE"]
+    assert weighted in n["better_than_bce"]
+    assert n["recall_gain"][weighted] > 2 * n["recall_gain_se"][weighted]
 
 
 def test_e_learning_rates_and_optimizers(quick):
