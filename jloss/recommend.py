@@ -61,7 +61,7 @@ class Recommendation:
     loss: Callable[..., Any]
     activation: str
     reason: str
-    options: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    options: Mapping[str, Any] = dataclasses.field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         object.__setattr__(self, "options", types.MappingProxyType(dict(self.options)))

@@ -81,6 +81,7 @@ def test_frozen_and_read_only_options():
     with pytest.raises(TypeError):
         rec.options["delta"] = 2.0
     assert rec == jloss.recommend("regression", outliers=True)
+    assert hash(rec) == hash(jloss.recommend("regression", outliers=True))
 
 
 def test_bind_calls_the_loss_with_its_options():

@@ -91,6 +91,16 @@ def test_lr_finder_uses_the_states_own_optimizer(problem):
     np.testing.assert_array_equal(np.asarray(state.params["w"]), params["w"])
 
 
+@pytest.mark.parametrize("options", [{}, {"clip_norm": 1.0}, {"skip_nonfinite": True},
+                                     {"weight_decay": 1e-4}])
+def test_set_learning_rate_reaches_the_injected_rate(options):
+    params = {"w": np.ones(3, np.float32)}
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("adam", 1e-3, **options))
+    changed = viz._set_learning_rate(state.opt_state, 0.5)
+    assert float(jloss.learning_rate(changed)) == pytest.approx(0.5)
+    assert float(jloss.learning_rate(state.opt_state)) == pytest.approx(1e-3)  # a new state, not edited
+
+
 def test_lr_finder_state_without_stored_rate(problem):
     import optax
 
