@@ -51,7 +51,18 @@ def _parser():
 
 
 def _fast_compile():
-    """Tiny models: compile time dominates, so ask XLA for a quick compile unless told otherwise."""
+    """Tiny models: compile time dominates, so ask XLA for a quick compile unless told otherwise.
+
+    XLA reads the flag when JAX starts its backend; in a process where JAX already runs
+    (a notebook, a test) it changes nothing, and then it is not set at all.
+    """
+    try:
+        from jax._src import xla_bridge  # private; absent in some JAX versions
+
+        if xla_bridge.backends_are_initialized():
+            return
+    except (ImportError, AttributeError):
+        pass
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = (flags + " --xla_backend_optimization_level=0").strip()
@@ -61,17 +72,17 @@ def main(argv=None):
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
-        _fast_compile()
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only, no display
-        from jloss import demo
+        from jloss import demo  # importing starts no JAX backend, so XLA_FLAGS can still change
 
         only = [s.strip() for s in args.only.split(",") if s.strip()] if args.only else None
         unknown = [n for n in only or () if n not in demo.CLAIMS]
         if unknown:
             parser.error(f"unknown experiment(s) for --only: {', '.join(unknown)}; "
                          f"choose from {', '.join(demo.CLAIMS)}")
+        _fast_compile()
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only, no display
         demo.run(quick=args.quick, seed=args.seed, out=args.out, progress=not args.no_progress,
                  only=only, json_path=args.json)
     return 0

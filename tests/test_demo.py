@@ -157,6 +157,8 @@ def test_only_unknown_experiment_is_an_error(capsys):
         cli.main(["demo", "--only", "nope"])
     assert err.value.code == 2
     assert "unknown experiment" in capsys.readouterr().err
+    # rejected before anything is set up: the test process's XLA flags are left alone
+    assert "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")
 
 
 def test_no_command_is_an_error():
