@@ -16,10 +16,10 @@ unreduced loss, and has a closed-form backward:
 
 Hyperparameters (smoothing, z-loss, class weights, gamma) are inputs, not
 constants, so they may be traced, but their cotangents are zero: they are not
-meant to be learned. Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``,
-``jax.hessian``) is not available on custom-VJP functions; second derivatives
-work with ``jax.jacrev(jax.jacrev(f))`` because every backward is itself
-differentiable.
+meant to be learned. Forward-mode autodiff applied directly (``jax.jvp``,
+``jax.jacfwd``) is not available on custom-VJP functions; second derivatives
+work with ``jax.hessian`` (forward over reverse) and
+``jax.jacrev(jax.jacrev(f))`` because every backward is itself differentiable.
 """
 
 import functools

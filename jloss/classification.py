@@ -10,8 +10,10 @@ All losses follow the convention of :mod:`jloss._reduce` (``weights``,
 ``where``, ``reduction``) and compute half-precision inputs in float32. The
 cross-entropy and focal losses are built on the custom-VJP kernels of
 :mod:`jloss._stable`; like every ``jax.custom_vjp`` function they do not
-support forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``);
-use ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
+support forward-mode autodiff applied to them directly (``jax.jvp``,
+``jax.jacfwd``). Second derivatives work: ``jax.hessian`` (forward over
+reverse) and ``jax.jacrev(jax.jacrev(f))`` differentiate the closed-form
+backward.
 """
 
 import functools
