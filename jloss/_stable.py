@@ -5,8 +5,9 @@ binary logits, computes in float32 (float64 for x64 inputs), returns the
 unreduced loss, and has a closed-form backward:
 
 * softmax family: the forward keeps the logits (input dtype) and the
-  per-example logsumexp; the backward recomputes ``p = exp(x - lse)`` and
-  forms ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
+  per-example row max ``m`` and ``log sum exp(x - m)``; the backward recomputes
+  ``p = exp((x - m) - log sum exp(x - m))`` (never ``exp(x - lse)``: at large
+  logits ``lse = m + ...`` rounds away its small part) and forms ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
   logits' dtype. No float32 copy of half-precision logits is kept.
 * losses are computed relative to the row max, ``log sum exp(x - m) - (x_y - m)``,
   so logits far from zero keep full precision.
@@ -51,6 +52,12 @@ def _row_stats(x):
     return shifted, m, lse_rel
 
 
+def _probs(logits, m, lse_rel):
+    """Backward-pass softmax from the saved row stats, relative to the row max."""
+    shifted = logits.astype(_compute_dtype(logits)) - m[:, None]
+    return shifted, jnp.exp(shifted - lse_rel[:, None])
+
+
 def _picked(a, labels):
     return jnp.take_along_axis(a, labels[:, None], axis=-1)[:, 0]
 
@@ -86,17 +93,16 @@ def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
         smooth_mass = jnp.sum(w_fin, axis=-1)
         smooth = smooth_mass * lse_rel - jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
         loss = loss + smoothing / num_classes * smooth
-    lse = m + lse_rel
-    loss = loss + z_loss * lse**2
-    return loss, (logits, labels, lse, smooth_mass, smoothing, class_weights, z_loss)
+    loss = loss + z_loss * (m + lse_rel) ** 2
+    return loss, (logits, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
 
 
 def _sparse_bwd(smoothing_on, res, g):
-    logits, labels, lse, smooth_mass, smoothing, class_weights, z_loss = res
+    logits, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss = res
     dtype = _compute_dtype(logits)
     num_classes = logits.shape[-1]
-    xf = logits.astype(dtype)
-    p = jnp.exp(xf - lse[:, None])
+    xf, p = _probs(logits, m, lse_rel)
+    lse = m + lse_rel
     w_y = 1.0 if class_weights is None else class_weights.astype(dtype)[labels]
     hit = (1 - smoothing) * w_y
     total = hit + 2 * z_loss * lse
@@ -141,21 +147,20 @@ def _dense_fwd(logits, targets, smoothing, class_weights, z_loss):
     nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
     infinite = jnp.any(~finite & (hard > 0), axis=-1)
     loss = jnp.where(infinite, jnp.inf, jnp.sum(a * nll, axis=-1))
-    lse = m + lse_rel
-    loss = loss + z_loss * lse**2
-    return loss, (logits, targets, lse, jnp.sum(a, axis=-1), smoothing, class_weights, z_loss)
+    loss = loss + z_loss * (m + lse_rel) ** 2
+    return loss, (logits, targets, m, lse_rel, jnp.sum(a, axis=-1), smoothing, class_weights,
+                  z_loss)
 
 
 def _dense_bwd(res, g):
-    logits, targets, lse, mass, smoothing, class_weights, z_loss = res
+    logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss = res
     dtype = _compute_dtype(logits)
-    xf = logits.astype(dtype)
-    finite = jnp.isfinite(xf)
+    shifted, p = _probs(logits, m, lse_rel)
+    finite = jnp.isfinite(shifted)
     a, _ = _dense_mass(finite, targets, smoothing, class_weights, logits.shape[-1], dtype)
-    p = jnp.exp(xf - lse[:, None])
-    grad = g[:, None] * ((mass + 2 * z_loss * lse)[:, None] * p - a)
+    grad = g[:, None] * ((mass + 2 * z_loss * (m + lse_rel))[:, None] * p - a)
     w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-    nll = jnp.where(finite, lse[:, None] - xf, 0)
+    nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
     dtargets = g[:, None] * (1 - smoothing) * w_c * nll
     return (grad.astype(logits.dtype), dtargets.astype(targets.dtype), _zero(smoothing),
             _zero(class_weights), _zero(z_loss))
@@ -184,7 +189,7 @@ def _focal_stats(logits, labels):
     log_q = jnp.log(jnp.sum(others, axis=-1)) - lse_rel  # log(1 - p_y), may be -inf
     q = jnp.exp(log_q)
     log_p = jnp.where(q < 0.5, jnp.log1p(-q), _picked(shifted, labels) - lse_rel)
-    return m + lse_rel, log_q, q, log_p
+    return (m, lse_rel), log_q, q, log_p
 
 
 def _modulator(gamma, log_q):
@@ -192,15 +197,14 @@ def _modulator(gamma, log_q):
 
 
 def _focal_fwd(logits, labels, gamma):
-    lse, log_q, q, log_p = _focal_stats(logits, labels)
+    stats, log_q, _, log_p = _focal_stats(logits, labels)
     loss = -_modulator(gamma, log_q) * log_p
-    return loss, (logits, labels, lse, log_q, log_p, gamma)
+    return loss, (logits, labels, stats, log_q, log_p, gamma)
 
 
 def _focal_bwd(res, g):
-    logits, labels, lse, log_q, log_p, gamma = res
-    dtype = _compute_dtype(logits)
-    p = jnp.exp(logits.astype(dtype) - lse[:, None])
+    logits, labels, (m, lse_rel), log_q, log_p, gamma = res
+    _, p = _probs(logits, m, lse_rel)
     q = jnp.exp(log_q)
     p_y = jnp.exp(log_p)
     small = q < 1e-4
