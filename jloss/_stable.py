@@ -183,12 +183,27 @@ def softmax_focal(logits, labels, gamma):
     return _focal_fwd(logits, labels, gamma)[0]
 
 
+def _log_sum_exp_others(shifted, is_label):
+    """``log sum_{c != y} exp(shifted_c)`` relative to its own max (-inf if no other class).
+
+    Every derivative is finite: the sum is >= 1 after the shift, and the empty
+    case is selected with a double where.
+    """
+    others = jnp.where(is_label, -jnp.inf, shifted)
+    m2 = jax.lax.stop_gradient(jnp.max(others, axis=-1))
+    m2 = jnp.where(jnp.isfinite(m2), m2, 0)
+    total = jnp.sum(jnp.exp(others - m2[:, None]), axis=-1)
+    some = total > 0
+    return jnp.where(some, m2 + jnp.log(jnp.where(some, total, 1)), -jnp.inf)
+
+
 def _focal_stats(logits, labels):
     shifted, m, lse_rel = _row_stats(logits)
-    others = jnp.where(_is_label(labels, logits.shape[-1]), 0, jnp.exp(shifted))
-    log_q = jnp.log(jnp.sum(others, axis=-1)) - lse_rel  # log(1 - p_y), may be -inf
-    q = jnp.exp(log_q)
-    log_p = jnp.where(q < 0.5, jnp.log1p(-q), _picked(shifted, labels) - lse_rel)
+    log_q = _log_sum_exp_others(shifted, _is_label(labels, logits.shape[-1])) - lse_rel
+    q = jnp.exp(log_q)  # 1 - p_y; log_q may be -inf
+    near_one = q < 0.5  # p_y > 1/2: log p_y = log1p(-q), exact when p_y rounds to 1
+    log_p = jnp.where(near_one, jnp.log1p(-jnp.where(near_one, q, 0)),
+                      _picked(shifted, labels) - lse_rel)
     return (m, lse_rel), log_q, q, log_p
 
 
