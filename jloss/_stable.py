@@ -293,7 +293,9 @@ def _sfocal_bwd(res, g):
     logits, labels, gamma = res
     x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma)
     dlog_q = (1 - 2 * y) * jnp.exp(ls_pos + ls_neg - log_q)  # d log(1 - p_t) / dx
-    dx = mod * (jax.nn.sigmoid(x) - y + gamma * ce * dlog_q)
+    # sigmoid(x) - y without cancellation (it is -sigmoid(-x) for y = 1, x >> 0)
+    dce = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x)
+    dx = mod * (dce + gamma * ce * dlog_q)
     return (g * dx).astype(logits.dtype), jnp.zeros_like(labels), _zero(gamma)
 
 
