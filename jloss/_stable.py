@@ -237,66 +237,97 @@ softmax_focal.defvjp(_focal_fwd, _focal_bwd)
 # ------------------------------------------------------ sigmoid family
 
 
+def smooth_binary_labels(labels, dtype, smoothing):
+    """Binary labels in the compute dtype, smoothed: ``y (1 - s) + s / 2``."""
+    return labels.astype(dtype) * (1 - smoothing) + smoothing / 2
+
+
+def _label_cotangent(labels, ct=None):
+    """``ct`` in the labels' dtype, or the symbolic zero of integer / bool labels."""
+    if not jnp.issubdtype(labels.dtype, jnp.inexact):
+        return _zeros_like_int(labels)
+    return jnp.zeros_like(labels) if ct is None else ct.astype(labels.dtype)
+
+
+def _sum_to_shape(x, shape):
+    """Sum a cotangent over the axes along which an operand of ``shape`` was broadcast."""
+    x = jnp.sum(x, axis=tuple(range(x.ndim - len(shape))))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
+
+
 @jax.custom_vjp
-def sigmoid_bce(logits, labels, pos_weight):
-    """Elementwise ``pw y softplus(-x) + (1 - y) softplus(x)``: BCE with logits."""
-    return _bce_fwd(logits, labels, pos_weight)[0]
+def sigmoid_bce(logits, labels, pos_weight, smoothing):
+    """Elementwise ``pw y' softplus(-x) + (1 - y') softplus(x)``: BCE with logits.
+
+    ``y' = y (1 - s) + s / 2`` is formed inside the kernel, ``labels`` (any
+    dtype) and ``pos_weight`` (broadcastable) are kept as given, so the
+    backward holds the logits and labels in their own dtypes and no
+    float32 (N, V) copy.
+    """
+    return _bce_fwd(logits, labels, pos_weight, smoothing)[0]
 
 
-def _bce_fwd(logits, labels, pos_weight):
+def _bce_terms(logits, labels, pos_weight, smoothing):
     dtype = _compute_dtype(logits)
-    x, y, pw = logits.astype(dtype), labels.astype(dtype), pos_weight.astype(dtype)
+    x = logits.astype(dtype)
+    return x, smooth_binary_labels(labels, dtype, smoothing), pos_weight.astype(dtype)
+
+
+def _bce_fwd(logits, labels, pos_weight, smoothing):
+    x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
     loss = pw * y * jax.nn.softplus(-x) + (1 - y) * jax.nn.softplus(x)
-    return loss, (logits, labels, pos_weight)
+    return loss, (logits, labels, pos_weight, smoothing)
 
 
 def _bce_bwd(res, g):
-    logits, labels, pos_weight = res
-    dtype = _compute_dtype(logits)
-    x, y, pw = logits.astype(dtype), labels.astype(dtype), pos_weight.astype(dtype)
+    logits, labels, pos_weight, smoothing = res
+    x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
     dx = (1 - y) * jax.nn.sigmoid(x) - pw * y * jax.nn.sigmoid(-x)
-    dy = pw * jax.nn.softplus(-x) - jax.nn.softplus(x)
-    dpw = y * jax.nn.softplus(-x)
-    return ((g * dx).astype(logits.dtype), (g * dy).astype(labels.dtype),
-            (g * dpw).astype(pos_weight.dtype))
+    dy = (1 - smoothing) * (pw * jax.nn.softplus(-x) - jax.nn.softplus(x))
+    dpw = _sum_to_shape(g * y * jax.nn.softplus(-x), pos_weight.shape)
+    return ((g * dx).astype(logits.dtype), _label_cotangent(labels, g * dy),
+            dpw.astype(pos_weight.dtype), _zero(smoothing))
 
 
 sigmoid_bce.defvjp(_bce_fwd, _bce_bwd)
 
 
 @jax.custom_vjp
-def sigmoid_focal(logits, labels, gamma):
-    """Elementwise ``BCE(x, y) (1 - p_t)^gamma`` with ``1 - p_t = p (1-y) + (1-p) y``.
+def sigmoid_focal(logits, labels, gamma, alpha):
+    """Elementwise ``alpha_t BCE(x, y) (1 - p_t)^gamma`` with ``1 - p_t = p (1-y) + (1-p) y``.
 
     The modulating factor is ``exp(gamma log(1 - p_t))`` with the log taken
     from log-sigmoids, so it and its derivatives stay finite at saturation.
-    Labels are treated as constants (zero cotangent).
+    ``alpha_t = alpha y + (1 - alpha)(1 - y)`` (``alpha`` None: 1) is formed
+    inside the kernel. Labels are treated as constants (zero cotangent).
     """
-    return _sfocal_fwd(logits, labels, gamma)[0]
+    return _sfocal_fwd(logits, labels, gamma, alpha)[0]
 
 
-def _sfocal_terms(logits, labels, gamma):
+def _sfocal_terms(logits, labels, gamma, alpha):
     dtype = _compute_dtype(logits)
     x, y = logits.astype(dtype), labels.astype(dtype)
     ls_pos, ls_neg = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
     ce = -(y * ls_pos + (1 - y) * ls_neg)
     log_q = jnp.logaddexp(jnp.log1p(-y) + ls_pos, jnp.log(y) + ls_neg)
-    return x, y, ls_pos, ls_neg, ce, log_q, _modulator(gamma, log_q)
+    alpha_t = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+    return x, y, ls_pos, ls_neg, ce, log_q, alpha_t * _modulator(gamma, log_q)
 
 
-def _sfocal_fwd(logits, labels, gamma):
-    *_, ce, _, mod = _sfocal_terms(logits, labels, gamma)
-    return ce * mod, (logits, labels, gamma)
+def _sfocal_fwd(logits, labels, gamma, alpha):
+    *_, ce, _, mod = _sfocal_terms(logits, labels, gamma, alpha)
+    return ce * mod, (logits, labels, gamma, alpha)
 
 
 def _sfocal_bwd(res, g):
-    logits, labels, gamma = res
-    x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma)
+    logits, labels, gamma, alpha = res
+    x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma, alpha)
     dlog_q = (1 - 2 * y) * jnp.exp(ls_pos + ls_neg - log_q)  # d log(1 - p_t) / dx
     # sigmoid(x) - y without cancellation (it is -sigmoid(-x) for y = 1, x >> 0)
     dce = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x)
     dx = mod * (dce + gamma * ce * dlog_q)
-    return (g * dx).astype(logits.dtype), jnp.zeros_like(labels), _zero(gamma)
+    return (g * dx).astype(logits.dtype), _label_cotangent(labels), _zero(gamma), _zero(alpha)
 
 
 sigmoid_focal.defvjp(_sfocal_fwd, _sfocal_bwd)

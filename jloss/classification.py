@@ -44,9 +44,10 @@ def _binary_checks(logits, labels, weights, where, reduction, from_logits, name=
 
 
 def _binary_inputs(logits, labels, where, from_logits):
+    """Masked-safe logits and labels, both kept in their own dtypes."""
     mask = loss_mask(where, logits.shape)
     x = fill_masked(logits, mask, 0 if from_logits else 0.5)
-    y = fill_masked(labels.astype(compute_dtype(logits)), mask, 0)
+    y = fill_masked(jnp.asarray(labels), mask, 0)
     return x, y, mask
 
 
@@ -87,13 +88,13 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
 @functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
 def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, reduction):
     x, y, mask = _binary_inputs(logits, labels, where, from_logits)
-    y = y * (1 - smoothing) + smoothing / 2
-    pw = jnp.ones((), y.dtype) if pos_weight is None else jnp.asarray(pos_weight)
-    pw = jnp.broadcast_to(pw, x.shape)
+    dtype = compute_dtype(logits)
+    pw = jnp.ones((), dtype) if pos_weight is None else jnp.asarray(pos_weight)
     if from_logits:
-        loss = _stable.sigmoid_bce(x, y, pw)
+        loss = _stable.sigmoid_bce(x, y, pw, jnp.asarray(smoothing, dtype))
     else:
-        p = x.astype(y.dtype)
+        y = _stable.smooth_binary_labels(y, dtype, smoothing)
+        p = x.astype(dtype)
         loss = -(pw * y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
     return reduce_loss(loss, mask, weights, reduction)
 
@@ -123,15 +124,18 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
 @functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
 def _binary_focal(logits, labels, gamma, alpha, weights, where, *, from_logits, reduction):
     x, y, mask = _binary_inputs(logits, labels, where, from_logits)
+    dtype = compute_dtype(logits)
+    alpha = None if alpha is None else jnp.asarray(alpha, dtype)
     if from_logits:
-        loss = _stable.sigmoid_focal(x, y, gamma)
+        loss = _stable.sigmoid_focal(x, y, jnp.asarray(gamma, dtype), alpha)
     else:
-        p = x.astype(y.dtype)
+        y = y.astype(dtype)
+        p = x.astype(dtype)
         ce = -(y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
         q = p * (1 - y) + (1 - p) * y
         loss = ce * jnp.exp(gamma * jnp.maximum(_stable.clamped_log(q), -1e30))
-    if alpha is not None:
-        loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+        if alpha is not None:
+            loss = loss * (alpha * y + (1 - alpha) * (1 - y))
     return reduce_loss(loss, mask, weights, reduction)
 
 
