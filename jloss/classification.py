@@ -30,6 +30,14 @@ _LOGITS_HINT = "; with from_logits=False the first argument must be probabilitie
                "(did you pass logits? use from_logits=True)"
 
 
+def _constant(*hyperparameters):
+    """Hyperparameters (smoothing, z-loss, class weights, gamma, alpha) get zero
+    cotangents on every path, kernel or not, the mean's denominator included:
+    they may be traced (schedules) but are not learned."""
+    out = tuple(None if h is None else jax.lax.stop_gradient(h) for h in hyperparameters)
+    return out if len(out) > 1 else out[0]
+
+
 # --------------------------------------------------------------- binary
 
 
@@ -87,6 +95,7 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
 
 @functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
 def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, reduction):
+    smoothing = _constant(smoothing)
     x, y, mask = _binary_inputs(logits, labels, where, from_logits)
     dtype = compute_dtype(logits)
     pw = jnp.ones((), dtype) if pos_weight is None else jnp.asarray(pos_weight)
@@ -123,6 +132,7 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
 
 @functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
 def _binary_focal(logits, labels, gamma, alpha, weights, where, *, from_logits, reduction):
+    gamma, alpha = _constant(gamma, alpha)
     x, y, mask = _binary_inputs(logits, labels, where, from_logits)
     dtype = compute_dtype(logits)
     alpha = None if alpha is None else jnp.asarray(alpha, dtype)
@@ -187,6 +197,7 @@ def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, fr
 @functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction"))
 def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, where, *,
                  axis, from_logits, reduction):
+    smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     mask = loss_mask(where, loss_shape)
     row_mask = None if mask is None else mask.reshape(-1)
@@ -266,6 +277,7 @@ def sparse_rows(logits, labels, where, ignore_index, axis, fill):
                                              "smoothing_on", "reduction"))
 def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *, axis,
             ignore_index, from_logits, smoothing_on, reduction):
+    smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     num_classes = logits.shape[axis]
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis,
                                     0 if from_logits else 1 / num_classes)
@@ -309,6 +321,7 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
 @functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "reduction"))
 def _categorical_focal(logits, labels, gamma, alpha, weights, where, *, axis, ignore_index,
                        reduction):
+    gamma, alpha = _constant(gamma, alpha)
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis, 0)
     loss = _stable.softmax_focal(x, y, jnp.asarray(gamma, compute_dtype(x)))
     if alpha is not None:
