@@ -60,7 +60,8 @@ def _masked_slots(case, mask, shape):
 def test_reductions_weights_where(case, opts, x64):
     """The reference test of every loss and option, in float64: none / sum / mean
     with weights and where equal the NumPy reference to 1e-10, with NaN / inf
-    inputs, garbage labels and NaN weights in the masked slots."""
+    inputs, garbage labels and NaN weights in the masked slots; the gradient
+    matches a central difference along a random direction."""
     rng = _rng(case, opts)
     args = case.make(rng, (6,), opts)
     where = _checker_mask(case, args)
@@ -68,49 +69,41 @@ def test_reductions_weights_where(case, opts, x64):
     expected = {r: reference(case, args, opts, weights, where, r) for r in REDUCTIONS}
     bad_weights = np.where(where, weights, np.nan)
 
+    def mean(*b):
+        return case.fn(*b, **opts, weights=bad_weights, where=where)
+
+    # a direction for a central difference: zero on masked slots and on inputs
+    # whose gradient is straight-through by design
+    frozen = {} if case.straight_through is None else case.straight_through(args, opts)
+    direction = {i: np.where(_masked_slots(case, where, np.shape(args[i]))
+                             | frozen.get(i, False), 0.0, rng.normal(size=np.shape(args[i])))
+                 for i in case.diff_args}
+    h = 1e-6
+
     @jax.jit
     def run(*a):
         out = {r: case.fn(*a, **opts, weights=bad_weights, where=where, reduction=r)
                for r in REDUCTIONS}
-        grads = grads_of(case, lambda *b: case.fn(*b, **opts, weights=bad_weights, where=where),
-                         a)
-        return out, grads
+        moved = [[x + sign * h * direction[i] if i in direction else x for i, x in enumerate(a)]
+                 for sign in (1, -1)]
+        return out, grads_of(case, mean, a), (mean(*moved[0]) - mean(*moved[1])) / (2 * h)
 
-    values, grads = run(*to_jax(case, _poison(case, args, ~where), np.float64))
+    values, grads, slope = run(*to_jax(case, _poison(case, args, ~where), np.float64))
     for r in REDUCTIONS:
         assert values[r].dtype == np.float64
         assert values[r].shape == np.shape(expected[r])
         np.testing.assert_allclose(np.asarray(values[r]), expected[r], rtol=1e-10, atol=1e-12,
                                    err_msg=r)
     assert np.all(np.asarray(values["none"])[~where] == 0.0)
+    directional = sum(np.sum(np.nan_to_num(np.asarray(g)) * direction[i])
+                      for g, i in zip(grads, case.diff_args))
+    np.testing.assert_allclose(directional, float(slope), rtol=1e-6, atol=1e-9,
+                               err_msg="gradient != finite difference")
     for g in grads:
         assert g.dtype == np.float64
         g = np.asarray(g)
         assert np.all(g[_masked_slots(case, where, g.shape)] == 0.0), "gradient leaks into mask"
         assert np.all(np.isfinite(g)), "non-finite gradient"
-
-
-@pytest.mark.parametrize("case,opts", **params(which="edges"))
-def test_broadcast_weights_and_where(case, opts):
-    """weights and where broadcast to the unreduced loss shape (2-D batch)."""
-    rng = _rng(case, opts, 1)
-    args = case.make(rng, (2, 3) if case.class_axis else (4,), opts)
-    loss_shape = case.loss_shape(args)
-    weights = rng.uniform(0.5, 2.0, size=loss_shape[-1:])
-    where = (np.arange(loss_shape[0]) % 2 == 0)[:, None]
-    jargs = to_jax(case, args)
-    got = jax.jit(lambda *a: {r: case.fn(*a, **opts, weights=weights, where=where, reduction=r)
-                              for r in REDUCTIONS})(*jargs)
-    for r in REDUCTIONS:
-        exp = reference(case, jargs, opts, weights, where, r)
-        np.testing.assert_allclose(np.asarray(got[r]), exp, rtol=RTOL, atol=ATOL, err_msg=r)
-
-
-def _assert_exactly_zero(results):
-    for label, (value, grads) in results.items():
-        assert value.shape == () and float(value) == 0.0, (label, value)
-        for g in grads:
-            assert np.all(np.asarray(g) == 0.0), f"gradient not exactly zero ({label})"
 
 
 def _value_and_grads(case, opts, a, reductions=("sum", "mean"), **kw):
@@ -119,53 +112,98 @@ def _value_and_grads(case, opts, a, reductions=("sum", "mean"), **kw):
             for r in reductions}
 
 
-@pytest.mark.parametrize("case,opts", **params(which="edges"))
+_EDGES = {}
+
+
+def _edges(case, opts):
+    """Inputs and results of the three edge tests below, computed in one jit per
+    (case, options) and shared: broadcast weights / where on a 2-D batch; fully
+    masked, zero-weight and empty batches; a mask against the subset it keeps."""
+    key = (case.name, opt_id(opts))
+    if key in _EDGES:
+        return _EDGES[key]
+    rng = _rng(case, opts, 1)
+    inputs, consts = {}, {}
+    # broadcasting: weights (last axis of the loss) and where (first axis)
+    args = case.make(rng, (2, 3) if case.class_axis else (4,), opts)
+    loss_shape = case.loss_shape(args)
+    consts["b_weights"] = rng.uniform(0.5, 2.0, size=loss_shape[-1:])
+    consts["b_where"] = (np.arange(loss_shape[0]) % 2 == 0)[:, None]
+    inputs["broadcast"] = to_jax(case, args)
+    # nothing counted: everything masked (NaN / inf there, NaN weights), zero weights
+    args = case.make(rng, (4,), opts)
+    everything = np.ones(case.loss_shape(args), bool)
+    inputs["poisoned"] = to_jax(case, _poison(case, args, everything))
+    inputs["clean"] = to_jax(case, args)
+    inputs["empty"] = to_jax(case, case.make(rng, (0,), opts))
+    # subset: a mask over examples against the examples it keeps
+    args = case.make(rng, (6,), opts)
+    rows = np.array([True, False, True, True, False, False])
+    consts["rows"] = rows
+    consts["s_weights"] = rng.uniform(0.5, 2.0, size=case.loss_shape(args))
+    inputs["full"] = to_jax(case, args)
+    inputs["part"] = to_jax(case, tuple(a[rows] for a in args))
+
+    @jax.jit
+    def run(i):
+        out = {"broadcast": {r: case.fn(*i["broadcast"], **opts, weights=consts["b_weights"],
+                                        where=consts["b_where"], reduction=r)
+                             for r in REDUCTIONS}}
+        zero = {f"masked {r}": vg for r, vg in _value_and_grads(
+            case, opts, i["poisoned"], where=~everything,
+            weights=np.full(everything.shape, np.nan)).items()}
+        zero["zero weights mean"] = _value_and_grads(case, opts, i["clean"], ("mean",),
+                                                     weights=0 * everything)["mean"]
+        zero["empty mean"] = _value_and_grads(case, opts, i["empty"], ("mean",))["mean"]
+        out["zero"] = zero
+        out["zero values"] = {
+            "masked none": case.fn(*i["poisoned"], **opts, where=~everything, reduction="none"),
+            "scalar where": case.fn(*i["poisoned"], **opts, where=np.asarray(False)),
+            "empty sum": case.fn(*i["empty"], **opts, reduction="sum"),
+            "empty none": case.fn(*i["empty"], **opts, reduction="none")}
+        where = rows if case.class_axis else rows[:, None]
+        out["subset"] = (
+            _value_and_grads(case, opts, i["full"], ("mean",), weights=consts["s_weights"],
+                             where=where)["mean"],
+            _value_and_grads(case, opts, i["part"], ("mean",),
+                             weights=consts["s_weights"][rows])["mean"])
+        return out
+
+    _EDGES[key] = (inputs, consts, run(inputs))
+    return _EDGES[key]
+
+
+@pytest.mark.parametrize("case,opts", **params(which="rich"))
+def test_broadcast_weights_and_where(case, opts):
+    """weights and where broadcast to the unreduced loss shape (2-D batch for class losses)."""
+    inputs, consts, out = _edges(case, opts)
+    for r in REDUCTIONS:
+        exp = reference(case, inputs["broadcast"], opts, consts["b_weights"], consts["b_where"], r)
+        np.testing.assert_allclose(np.asarray(out["broadcast"][r]), exp, rtol=RTOL, atol=ATOL,
+                                   err_msg=r)
+
+
+@pytest.mark.parametrize("case,opts", **params(which="rich"))
 def test_nothing_counted_is_exactly_zero(case, opts):
     """Fully masked (with NaN / inf inputs and NaN weights there), zero weights and
     an empty batch give exactly 0.0 and an exactly zero gradient, never NaN."""
-    args = case.make(_rng(case, opts, 3), (4,), opts)
-    everything = np.ones(case.loss_shape(args), bool)
-    nan_weights = np.full(everything.shape, np.nan)
-
-    @jax.jit
-    def run(poisoned, clean):
-        out = {f"masked {r}": vg for r, vg in _value_and_grads(
-            case, opts, poisoned, where=~everything, weights=nan_weights).items()}
-        out["zero weights mean"] = _value_and_grads(case, opts, clean, ("mean",),
-                                                    weights=0 * everything)["mean"]
-        return out, (case.fn(*poisoned, **opts, where=~everything, reduction="none"),
-                     case.fn(*poisoned, **opts, where=np.asarray(False)))
-
-    results, (none, scalar_where) = run(to_jax(case, _poison(case, args, everything)),
-                                        to_jax(case, args))
-    _assert_exactly_zero(results)
-    assert np.all(np.asarray(none) == 0.0)
-    assert float(scalar_where) == 0.0
-
-    empty = to_jax(case, case.make(_rng(case, opts, 4), (0,), opts))
-    results, (total, none) = jax.jit(lambda a: (
-        _value_and_grads(case, opts, a, ("mean",)),
-        (case.fn(*a, **opts, reduction="sum"), case.fn(*a, **opts, reduction="none"))))(empty)
-    _assert_exactly_zero(results)
-    assert float(total) == 0.0 and none.shape == case.loss_shape(empty)
+    inputs, _, out = _edges(case, opts)
+    for label, (value, grads) in out["zero"].items():
+        assert value.shape == () and float(value) == 0.0, (label, value)
+        for g in grads:
+            assert np.all(np.asarray(g) == 0.0), f"gradient not exactly zero ({label})"
+    values = out["zero values"]
+    assert np.all(np.asarray(values["masked none"]) == 0.0)
+    assert float(values["scalar where"]) == 0.0 and float(values["empty sum"]) == 0.0
+    assert values["empty none"].shape == case.loss_shape(inputs["empty"])
 
 
-@pytest.mark.parametrize("case,opts", **params(which="edges"))
+@pytest.mark.parametrize("case,opts", **params(which="rich"))
 def test_mask_equals_subset(case, opts):
     """loss(x, y, where=m) == loss(x[m], y[m]) in value and gradient (m over examples)."""
-    rng = _rng(case, opts, 5)
-    args = case.make(rng, (6,), opts)
-    rows = np.array([True, False, True, True, False, False])
-    where = rows if case.class_axis else rows[:, None]
-    weights = rng.uniform(0.5, 2.0, size=case.loss_shape(args))
-
-    @jax.jit
-    def run(full, part):
-        return (_value_and_grads(case, opts, full, ("mean",), weights=weights, where=where),
-                _value_and_grads(case, opts, part, ("mean",), weights=weights[rows]))
-
-    got_full, got_part = run(to_jax(case, args), to_jax(case, tuple(a[rows] for a in args)))
-    (v_full, g_full), (v_part, g_part) = got_full["mean"], got_part["mean"]
+    _, consts, out = _edges(case, opts)
+    rows = consts["rows"]
+    (v_full, g_full), (v_part, g_part) = out["subset"]
     np.testing.assert_allclose(float(v_full), float(v_part), rtol=RTOL, atol=ATOL)
     for gf, gp in zip(g_full, g_part):
         gf = np.asarray(gf)

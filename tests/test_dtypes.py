@@ -19,36 +19,37 @@ import jloss
 HALF = {"float16": jnp.float16, "bfloat16": jnp.bfloat16}
 
 
-@pytest.mark.parametrize("dtype", list(HALF))
-@pytest.mark.parametrize("case,opts", **params(which="edges"))
-def test_half_precision_is_computed_in_float32(case, opts, dtype):
-    """Loss float32 and equal to the float64 reference of the rounded inputs to
-    float32 precision; gradients in the input dtype, equal to the float32
-    gradient of the same inputs rounded once to that dtype."""
-    dtype = HALF[dtype]
+@pytest.mark.parametrize("case,opts", **params(which="rich"))
+def test_half_precision_is_computed_in_float32(case, opts):
+    """float16 and bfloat16: the loss is float32 and equals the float64 reference of
+    the rounded inputs to float32 precision; gradients come back in the input
+    dtype and equal the float32 gradient of the same inputs, rounded once."""
     rng = np.random.default_rng(zlib.crc32(f"{case.name}|{opt_id(opts)}".encode()))
-    half = to_jax(case, case.make(rng, (4,), opts), dtype)
-    single = tuple(a.astype(jnp.float32) if i in case.float_args else a
-                   for i, a in enumerate(half))
+    args = case.make(rng, (4,), opts)
+    half = {name: to_jax(case, args, dtype) for name, dtype in HALF.items()}
+    single = {name: tuple(a.astype(jnp.float32) if i in case.float_args else a
+                          for i, a in enumerate(h)) for name, h in half.items()}
 
     def value_and_grads(a):
         return case.fn(*a, **opts), grads_of(case, lambda *b: case.fn(*b, **opts), a)
 
-    (v_half, g_half), (v_single, g_single) = jax.jit(
-        lambda h, s: (value_and_grads(h), value_and_grads(s)))(half, single)
-    assert v_half.dtype == jnp.float32
-    np.testing.assert_allclose(float(v_half), reference(case, as_f64(half), opts),
-                               rtol=2e-5, atol=1e-6)
-    np.testing.assert_allclose(float(v_half), float(v_single), rtol=1e-6)
-    eps = float(jnp.finfo(dtype).eps)
-    for gh, gs, i in zip(g_half, g_single, case.diff_args):
-        assert gh.dtype == half[i].dtype == dtype
-        gs_rounded = np.asarray(gs.astype(dtype), np.float64)
-        np.testing.assert_allclose(np.asarray(gh, np.float64), gs_rounded, rtol=2 * eps,
-                                   atol=float(jnp.finfo(dtype).tiny))
+    results = jax.jit(lambda h, s: {name: (value_and_grads(h[name]), value_and_grads(s[name]))
+                                    for name in HALF})(half, single)
+    for name, dtype in HALF.items():
+        (v_half, g_half), (v_single, g_single) = results[name]
+        assert v_half.dtype == jnp.float32
+        np.testing.assert_allclose(float(v_half), reference(case, as_f64(half[name]), opts),
+                                   rtol=2e-5, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(float(v_half), float(v_single), rtol=1e-6, err_msg=name)
+        eps = float(jnp.finfo(dtype).eps)
+        for gh, gs, i in zip(g_half, g_single, case.diff_args):
+            assert gh.dtype == half[name][i].dtype == dtype
+            np.testing.assert_allclose(np.asarray(gh, np.float64),
+                                       np.asarray(gs.astype(dtype), np.float64), rtol=2 * eps,
+                                       atol=float(jnp.finfo(dtype).tiny), err_msg=name)
 
 
-@pytest.mark.parametrize("case,opts", **params(which="edges"))
+@pytest.mark.parametrize("case,opts", **params(which="rich"))
 def test_float32_stays_float32_under_x64(case, opts, x64):
     """Python-float options and float64 NumPy weights do not promote float32 inputs."""
     rng = np.random.default_rng(zlib.crc32(f"{case.name}|{opt_id(opts)}|x64".encode()))
