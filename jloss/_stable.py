@@ -7,7 +7,8 @@ unreduced loss, and has a closed-form backward:
 * softmax family: the forward keeps the logits (input dtype) and the
   per-example row max ``m`` and ``log sum exp(x - m)``; the backward recomputes
   ``p = exp((x - m) - log sum exp(x - m))`` (never ``exp(x - lse)``: at large
-  logits ``lse = m + ...`` rounds away its small part) and forms ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
+  logits ``lse = m + ...`` rounds away its small part) and forms
+  ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
   logits' dtype. No float32 copy of half-precision logits is kept.
 * losses are computed relative to the row max, ``log sum exp(x - m) - (x_y - m)``,
   so logits far from zero keep full precision.
