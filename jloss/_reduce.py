@@ -15,6 +15,7 @@ there with harmless values (:func:`fill_masked`), then the result is selected
 again here: the "double where" pattern.
 """
 
+import jax
 import jax.numpy as jnp
 
 REDUCTIONS = ("mean", "sum", "none")
@@ -42,11 +43,21 @@ def fill_masked(x, mask, fill=0):
 
     ``mask`` has the unreduced loss shape; if ``x`` has extra trailing axes
     (a class axis), the mask is broadcast over them.
+
+    The select runs under ``jax.checkpoint``: differentiated, a plain
+    ``jnp.where`` keeps the mask broadcast to ``x.shape`` and a zero tensor of
+    ``x``'s size for the backward pass (two extra (N, V) tensors next to the
+    logits); rematerialised, the backward keeps only ``mask``.
     """
     if mask is None:
         return x
+    return _select(x, mask, jnp.asarray(fill, x.dtype))
+
+
+@jax.checkpoint
+def _select(x, mask, fill):
     m = mask.reshape(mask.shape + (1,) * (x.ndim - mask.ndim))
-    return jnp.where(m, x, jnp.asarray(fill, x.dtype))
+    return jnp.where(m, x, fill)
 
 
 def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None):

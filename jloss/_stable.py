@@ -5,8 +5,10 @@ binary logits, computes in float32 (float64 for x64 inputs), returns the
 unreduced loss, and has a closed-form backward:
 
 * softmax family: the forward keeps the logits (input dtype) and the
-  per-example logsumexp; the backward recomputes ``p = exp(x - lse)`` and
-  forms ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
+  per-example row max ``m`` and ``log sum exp(x - m)``; the backward recomputes
+  ``p = exp((x - m) - log sum exp(x - m))`` (never ``exp(x - lse)``: at large
+  logits ``lse = m + ...`` rounds away its small part) and forms
+  ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
   logits' dtype. No float32 copy of half-precision logits is kept.
 * losses are computed relative to the row max, ``log sum exp(x - m) - (x_y - m)``,
   so logits far from zero keep full precision.
@@ -16,10 +18,10 @@ unreduced loss, and has a closed-form backward:
 
 Hyperparameters (smoothing, z-loss, class weights, gamma) are inputs, not
 constants, so they may be traced, but their cotangents are zero: they are not
-meant to be learned. Forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``,
-``jax.hessian``) is not available on custom-VJP functions; second derivatives
-work with ``jax.jacrev(jax.jacrev(f))`` because every backward is itself
-differentiable.
+meant to be learned. Forward-mode autodiff applied directly (``jax.jvp``,
+``jax.jacfwd``) is not available on custom-VJP functions; second derivatives
+work with ``jax.hessian`` (forward over reverse) and
+``jax.jacrev(jax.jacrev(f))`` because every backward is itself differentiable.
 """
 
 import functools
@@ -49,6 +51,12 @@ def _row_stats(x):
     shifted = xf - m[:, None]
     lse_rel = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
     return shifted, m, lse_rel
+
+
+def _probs(logits, m, lse_rel):
+    """Backward-pass softmax from the saved row stats, relative to the row max."""
+    shifted = logits.astype(_compute_dtype(logits)) - m[:, None]
+    return shifted, jnp.exp(shifted - lse_rel[:, None])
 
 
 def _picked(a, labels):
@@ -100,16 +108,16 @@ def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
         smooth_mass = jnp.sum(w_fin, axis=-1)
         smooth = smooth_mass * lse_rel - jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
         loss = loss + smoothing / num_classes * smooth
-    lse = m + lse_rel
-    loss = loss + z_loss * lse**2
+    loss = loss + z_loss * (m + lse_rel) ** 2
     kept = jnp.exp(shifted) if _keeps_exp(smoothing_on, logits) else logits
-    return loss, (kept, labels, x_y, m, lse, smooth_mass, smoothing, class_weights, z_loss)
+    return loss, (kept, labels, x_y, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
 
 
 def _sparse_bwd(smoothing_on, res, g):
-    kept, labels, x_y, m, lse, smooth_mass, smoothing, class_weights, z_loss = res
+    kept, labels, x_y, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss = res
     dtype = x_y.dtype
     num_classes = kept.shape[-1]
+    lse = m + lse_rel  # for the z-loss term only: p is taken relative to the row max
     w_y = 1.0 if class_weights is None else class_weights.astype(dtype)[labels]
     hit = (1 - smoothing) * w_y
     total = hit + 2 * z_loss * lse
@@ -117,16 +125,16 @@ def _sparse_bwd(smoothing_on, res, g):
         total = total + smoothing / num_classes * smooth_mass
     # (total * softmax - smoothing target) everywhere, one fused pass ...
     if _keeps_exp(smoothing_on, kept):
-        grad = (g * total * jnp.exp(m - lse))[:, None] * kept
+        grad = (g * total * jnp.exp(-lse_rel))[:, None] * kept
     else:
-        grad = (g * total)[:, None] * jnp.exp(kept.astype(dtype) - lse[:, None])
+        grad = (g * total)[:, None] * _probs(kept, m, lse_rel)[1]
     if smoothing_on:
         w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
         finite = jnp.isfinite(kept)
         grad = grad - jnp.where(finite, (g * smoothing / num_classes)[:, None] * w_c, 0)
     grad = grad.astype(kept.dtype)
     # ... then the label entries, recomputed in full precision and written in place.
-    grad_y = total * jnp.exp(x_y - lse) - hit
+    grad_y = total * jnp.exp(x_y - m - lse_rel) - hit
     if smoothing_on:
         grad_y = grad_y - smoothing / num_classes * w_y * jnp.isfinite(x_y)
     grad = grad.at[jnp.arange(labels.shape[0]), labels].set((g * grad_y).astype(kept.dtype))
@@ -164,21 +172,20 @@ def _dense_fwd(logits, targets, smoothing, class_weights, z_loss):
     nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
     infinite = jnp.any(~finite & (hard > 0), axis=-1)
     loss = jnp.where(infinite, jnp.inf, jnp.sum(a * nll, axis=-1))
-    lse = m + lse_rel
-    loss = loss + z_loss * lse**2
-    return loss, (logits, targets, lse, jnp.sum(a, axis=-1), smoothing, class_weights, z_loss)
+    loss = loss + z_loss * (m + lse_rel) ** 2
+    return loss, (logits, targets, m, lse_rel, jnp.sum(a, axis=-1), smoothing, class_weights,
+                  z_loss)
 
 
 def _dense_bwd(res, g):
-    logits, targets, lse, mass, smoothing, class_weights, z_loss = res
+    logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss = res
     dtype = _compute_dtype(logits)
-    xf = logits.astype(dtype)
-    finite = jnp.isfinite(xf)
+    shifted, p = _probs(logits, m, lse_rel)
+    finite = jnp.isfinite(shifted)
     a, _ = _dense_mass(finite, targets, smoothing, class_weights, logits.shape[-1], dtype)
-    p = jnp.exp(xf - lse[:, None])
-    grad = g[:, None] * ((mass + 2 * z_loss * lse)[:, None] * p - a)
+    grad = g[:, None] * ((mass + 2 * z_loss * (m + lse_rel))[:, None] * p - a)
     w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-    nll = jnp.where(finite, lse[:, None] - xf, 0)
+    nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
     dtargets = g[:, None] * (1 - smoothing) * w_c * nll
     return (grad.astype(logits.dtype), dtargets.astype(targets.dtype), _zero(smoothing),
             _zero(class_weights), _zero(z_loss))
@@ -201,13 +208,28 @@ def softmax_focal(logits, labels, gamma):
     return _focal_fwd(logits, labels, gamma)[0]
 
 
+def _log_sum_exp_others(shifted, is_label):
+    """``log sum_{c != y} exp(shifted_c)`` relative to its own max (-inf if no other class).
+
+    Every derivative is finite: the sum is >= 1 after the shift, and the empty
+    case is selected with a double where.
+    """
+    others = jnp.where(is_label, -jnp.inf, shifted)
+    m2 = jax.lax.stop_gradient(jnp.max(others, axis=-1))
+    m2 = jnp.where(jnp.isfinite(m2), m2, 0)
+    total = jnp.sum(jnp.exp(others - m2[:, None]), axis=-1)
+    some = total > 0
+    return jnp.where(some, m2 + jnp.log(jnp.where(some, total, 1)), -jnp.inf)
+
+
 def _focal_stats(logits, labels):
     shifted, m, lse_rel = _row_stats(logits)
-    others = jnp.where(_is_label(labels, logits.shape[-1]), 0, jnp.exp(shifted))
-    log_q = jnp.log(jnp.sum(others, axis=-1)) - lse_rel  # log(1 - p_y), may be -inf
-    q = jnp.exp(log_q)
-    log_p = jnp.where(q < 0.5, jnp.log1p(-q), _picked(shifted, labels) - lse_rel)
-    return m + lse_rel, log_q, q, log_p
+    log_q = _log_sum_exp_others(shifted, _is_label(labels, logits.shape[-1])) - lse_rel
+    q = jnp.exp(log_q)  # 1 - p_y; log_q may be -inf
+    near_one = q < 0.5  # p_y > 1/2: log p_y = log1p(-q), exact when p_y rounds to 1
+    log_p = jnp.where(near_one, jnp.log1p(-jnp.where(near_one, q, 0)),
+                      _picked(shifted, labels) - lse_rel)
+    return (m, lse_rel), log_q, q, log_p
 
 
 def _modulator(gamma, log_q):
@@ -215,15 +237,14 @@ def _modulator(gamma, log_q):
 
 
 def _focal_fwd(logits, labels, gamma):
-    lse, log_q, _, log_p = _focal_stats(logits, labels)
+    stats, log_q, _, log_p = _focal_stats(logits, labels)
     loss = -_modulator(gamma, log_q) * log_p
-    return loss, (logits, labels, lse, log_q, log_p, gamma)
+    return loss, (logits, labels, stats, log_q, log_p, gamma)
 
 
 def _focal_bwd(res, g):
-    logits, labels, lse, log_q, log_p, gamma = res
-    dtype = _compute_dtype(logits)
-    p = jnp.exp(logits.astype(dtype) - lse[:, None])
+    logits, labels, (m, lse_rel), log_q, log_p, gamma = res
+    _, p = _probs(logits, m, lse_rel)
     q = jnp.exp(log_q)
     p_y = jnp.exp(log_p)
     small = q < 1e-4
@@ -241,64 +262,97 @@ softmax_focal.defvjp(_focal_fwd, _focal_bwd)
 # ------------------------------------------------------ sigmoid family
 
 
+def smooth_binary_labels(labels, dtype, smoothing):
+    """Binary labels in the compute dtype, smoothed: ``y (1 - s) + s / 2``."""
+    return labels.astype(dtype) * (1 - smoothing) + smoothing / 2
+
+
+def _label_cotangent(labels, ct=None):
+    """``ct`` in the labels' dtype, or the symbolic zero of integer / bool labels."""
+    if not jnp.issubdtype(labels.dtype, jnp.inexact):
+        return _zeros_like_int(labels)
+    return jnp.zeros_like(labels) if ct is None else ct.astype(labels.dtype)
+
+
+def _sum_to_shape(x, shape):
+    """Sum a cotangent over the axes along which an operand of ``shape`` was broadcast."""
+    x = jnp.sum(x, axis=tuple(range(x.ndim - len(shape))))
+    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
+    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
+
+
 @jax.custom_vjp
-def sigmoid_bce(logits, labels, pos_weight):
-    """Elementwise ``pw y softplus(-x) + (1 - y) softplus(x)``: BCE with logits."""
-    return _bce_fwd(logits, labels, pos_weight)[0]
+def sigmoid_bce(logits, labels, pos_weight, smoothing):
+    """Elementwise ``pw y' softplus(-x) + (1 - y') softplus(x)``: BCE with logits.
+
+    ``y' = y (1 - s) + s / 2`` is formed inside the kernel, ``labels`` (any
+    dtype) and ``pos_weight`` (broadcastable) are kept as given, so the
+    backward holds the logits and labels in their own dtypes and no
+    float32 (N, V) copy.
+    """
+    return _bce_fwd(logits, labels, pos_weight, smoothing)[0]
 
 
-def _bce_fwd(logits, labels, pos_weight):
+def _bce_terms(logits, labels, pos_weight, smoothing):
     dtype = _compute_dtype(logits)
-    x, y, pw = logits.astype(dtype), labels.astype(dtype), pos_weight.astype(dtype)
+    x = logits.astype(dtype)
+    return x, smooth_binary_labels(labels, dtype, smoothing), pos_weight.astype(dtype)
+
+
+def _bce_fwd(logits, labels, pos_weight, smoothing):
+    x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
     loss = pw * y * jax.nn.softplus(-x) + (1 - y) * jax.nn.softplus(x)
-    return loss, (logits, labels, pos_weight)
+    return loss, (logits, labels, pos_weight, smoothing)
 
 
 def _bce_bwd(res, g):
-    logits, labels, pos_weight = res
-    dtype = _compute_dtype(logits)
-    x, y, pw = logits.astype(dtype), labels.astype(dtype), pos_weight.astype(dtype)
+    logits, labels, pos_weight, smoothing = res
+    x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
     dx = (1 - y) * jax.nn.sigmoid(x) - pw * y * jax.nn.sigmoid(-x)
-    dy = pw * jax.nn.softplus(-x) - jax.nn.softplus(x)
-    dpw = y * jax.nn.softplus(-x)
-    return ((g * dx).astype(logits.dtype), (g * dy).astype(labels.dtype),
-            (g * dpw).astype(pos_weight.dtype))
+    dy = (1 - smoothing) * (pw * jax.nn.softplus(-x) - jax.nn.softplus(x))
+    dpw = _sum_to_shape(g * y * jax.nn.softplus(-x), pos_weight.shape)
+    return ((g * dx).astype(logits.dtype), _label_cotangent(labels, g * dy),
+            dpw.astype(pos_weight.dtype), _zero(smoothing))
 
 
 sigmoid_bce.defvjp(_bce_fwd, _bce_bwd)
 
 
 @jax.custom_vjp
-def sigmoid_focal(logits, labels, gamma):
-    """Elementwise ``BCE(x, y) (1 - p_t)^gamma`` with ``1 - p_t = p (1-y) + (1-p) y``.
+def sigmoid_focal(logits, labels, gamma, alpha):
+    """Elementwise ``alpha_t BCE(x, y) (1 - p_t)^gamma`` with ``1 - p_t = p (1-y) + (1-p) y``.
 
     The modulating factor is ``exp(gamma log(1 - p_t))`` with the log taken
     from log-sigmoids, so it and its derivatives stay finite at saturation.
-    Labels are treated as constants (zero cotangent).
+    ``alpha_t = alpha y + (1 - alpha)(1 - y)`` (``alpha`` None: 1) is formed
+    inside the kernel. Labels are treated as constants (zero cotangent).
     """
-    return _sfocal_fwd(logits, labels, gamma)[0]
+    return _sfocal_fwd(logits, labels, gamma, alpha)[0]
 
 
-def _sfocal_terms(logits, labels, gamma):
+def _sfocal_terms(logits, labels, gamma, alpha):
     dtype = _compute_dtype(logits)
     x, y = logits.astype(dtype), labels.astype(dtype)
     ls_pos, ls_neg = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
     ce = -(y * ls_pos + (1 - y) * ls_neg)
     log_q = jnp.logaddexp(jnp.log1p(-y) + ls_pos, jnp.log(y) + ls_neg)
-    return x, y, ls_pos, ls_neg, ce, log_q, _modulator(gamma, log_q)
+    alpha_t = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
+    return x, y, ls_pos, ls_neg, ce, log_q, alpha_t * _modulator(gamma, log_q)
 
 
-def _sfocal_fwd(logits, labels, gamma):
-    *_, ce, _, mod = _sfocal_terms(logits, labels, gamma)
-    return ce * mod, (logits, labels, gamma)
+def _sfocal_fwd(logits, labels, gamma, alpha):
+    *_, ce, _, mod = _sfocal_terms(logits, labels, gamma, alpha)
+    return ce * mod, (logits, labels, gamma, alpha)
 
 
 def _sfocal_bwd(res, g):
-    logits, labels, gamma = res
-    x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma)
+    logits, labels, gamma, alpha = res
+    x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma, alpha)
     dlog_q = (1 - 2 * y) * jnp.exp(ls_pos + ls_neg - log_q)  # d log(1 - p_t) / dx
-    dx = mod * (jax.nn.sigmoid(x) - y + gamma * ce * dlog_q)
-    return (g * dx).astype(logits.dtype), jnp.zeros_like(labels), _zero(gamma)
+    # sigmoid(x) - y without cancellation (it is -sigmoid(-x) for y = 1, x >> 0)
+    dce = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x)
+    dx = mod * (dce + gamma * ce * dlog_q)
+    return (g * dx).astype(logits.dtype), _label_cotangent(labels), _zero(gamma), _zero(alpha)
 
 
 sigmoid_focal.defvjp(_sfocal_fwd, _sfocal_bwd)

@@ -10,8 +10,10 @@ All losses follow the convention of :mod:`jloss._reduce` (``weights``,
 ``where``, ``reduction``) and compute half-precision inputs in float32. The
 cross-entropy and focal losses are built on the custom-VJP kernels of
 :mod:`jloss._stable`; like every ``jax.custom_vjp`` function they do not
-support forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``, ``jax.hessian``);
-use ``jax.jacrev(jax.jacrev(f))`` for second derivatives.
+support forward-mode autodiff applied to them directly (``jax.jvp``,
+``jax.jacfwd``). Second derivatives work: ``jax.hessian`` (forward over
+reverse) and ``jax.jacrev(jax.jacrev(f))`` differentiate the closed-form
+backward.
 """
 
 import functools
@@ -28,6 +30,14 @@ _LOGITS_HINT = "; with from_logits=False the first argument must be probabilitie
                "(did you pass logits? use from_logits=True)"
 
 
+def _constant(*hyperparameters):
+    """Hyperparameters (smoothing, z-loss, class weights, gamma, alpha) get zero
+    cotangents on every path, kernel or not, the mean's denominator included:
+    they may be traced (schedules) but are not learned."""
+    out = tuple(None if h is None else jax.lax.stop_gradient(h) for h in hyperparameters)
+    return out if len(out) > 1 else out[0]
+
+
 # --------------------------------------------------------------- binary
 
 
@@ -42,9 +52,10 @@ def _binary_checks(logits, labels, weights, where, reduction, from_logits, name=
 
 
 def _binary_inputs(logits, labels, where, from_logits):
+    """Masked-safe logits and labels, both kept in their own dtypes."""
     mask = loss_mask(where, logits.shape)
     x = fill_masked(logits, mask, 0 if from_logits else 0.5)
-    y = fill_masked(labels.astype(compute_dtype(logits)), mask, 0)
+    y = fill_masked(jnp.asarray(labels), mask, 0)
     return x, y, mask
 
 
@@ -84,14 +95,15 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
 
 @functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
 def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, reduction):
+    smoothing = _constant(smoothing)
     x, y, mask = _binary_inputs(logits, labels, where, from_logits)
-    y = y * (1 - smoothing) + smoothing / 2
-    pw = jnp.ones((), y.dtype) if pos_weight is None else jnp.asarray(pos_weight)
-    pw = jnp.broadcast_to(pw, x.shape)
+    dtype = compute_dtype(logits)
+    pw = jnp.ones((), dtype) if pos_weight is None else jnp.asarray(pos_weight)
     if from_logits:
-        loss = _stable.sigmoid_bce(x, y, pw)
+        loss = _stable.sigmoid_bce(x, y, pw, jnp.asarray(smoothing, dtype))
     else:
-        p = x.astype(y.dtype)
+        y = _stable.smooth_binary_labels(y, dtype, smoothing)
+        p = x.astype(dtype)
         loss = -(pw * y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
     return reduce_loss(loss, mask, weights, reduction)
 
@@ -120,16 +132,20 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
 
 @functools.partial(jax.jit, static_argnames=("from_logits", "reduction"))
 def _binary_focal(logits, labels, gamma, alpha, weights, where, *, from_logits, reduction):
+    gamma, alpha = _constant(gamma, alpha)
     x, y, mask = _binary_inputs(logits, labels, where, from_logits)
+    dtype = compute_dtype(logits)
+    alpha = None if alpha is None else jnp.asarray(alpha, dtype)
     if from_logits:
-        loss = _stable.sigmoid_focal(x, y, gamma)
+        loss = _stable.sigmoid_focal(x, y, jnp.asarray(gamma, dtype), alpha)
     else:
-        p = x.astype(y.dtype)
+        y = y.astype(dtype)
+        p = x.astype(dtype)
         ce = -(y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
         q = p * (1 - y) + (1 - p) * y
         loss = ce * jnp.exp(gamma * jnp.maximum(_stable.clamped_log(q), -1e30))
-    if alpha is not None:
-        loss = loss * (alpha * y + (1 - alpha) * (1 - y))
+        if alpha is not None:
+            loss = loss * (alpha * y + (1 - alpha) * (1 - y))
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -181,6 +197,7 @@ def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, fr
 @functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction"))
 def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, where, *,
                  axis, from_logits, reduction):
+    smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     mask = loss_mask(where, loss_shape)
     row_mask = None if mask is None else mask.reshape(-1)
@@ -260,6 +277,7 @@ def sparse_rows(logits, labels, where, ignore_index, axis, fill):
                                              "smoothing_on", "reduction"))
 def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *, axis,
             ignore_index, from_logits, smoothing_on, reduction):
+    smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     num_classes = logits.shape[axis]
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis,
                                     0 if from_logits else 1 / num_classes)
@@ -303,6 +321,7 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
 @functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "reduction"))
 def _categorical_focal(logits, labels, gamma, alpha, weights, where, *, axis, ignore_index,
                        reduction):
+    gamma, alpha = _constant(gamma, alpha)
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis, 0)
     loss = _stable.softmax_focal(x, y, jnp.asarray(gamma, compute_dtype(x)))
     if alpha is not None:

@@ -58,8 +58,12 @@ def _smooth_l1(e, beta):
 
 
 def _log_cosh(e):
-    a = _absolute(e)
-    return a + jax.nn.softplus(-2 * a) - math.log(2.0)
+    # |e| < 1: log1p(2 sinh(e/2)^2), exact near 0 (about e^2 / 2) and smooth in e
+    # (curvature 1 at 0); else |e| + softplus(-2|e|) - log 2, finite for any e.
+    small = jnp.abs(e) < 1
+    s = jnp.sinh(jnp.where(small, e, 0) / 2)
+    a = _absolute(jnp.where(small, 1, e))
+    return jnp.where(small, jnp.log1p(2 * s * s), a + jax.nn.softplus(-2 * a) - math.log(2.0))
 
 
 def _pinball(e, quantile):
@@ -111,7 +115,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
 def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"):
     """``log(cosh(e))``: about ``e^2 / 2`` near 0 and ``|e| - log 2`` far out.
 
-    Computed as ``|e| + softplus(-2|e|) - log 2``, finite for any ``e``.
+    Computed as ``log1p(2 sinh(e/2)^2)`` for ``|e| < 1`` (accurate down to
+    ``e^2 / 2``) and ``|e| + softplus(-2|e|) - log 2`` beyond, finite for any ``e``.
     Reference: ``keras.losses.log_cosh``.
     """
     _check(predictions, targets, weights, where, reduction)
