@@ -7,6 +7,7 @@ Every loss shares one calling convention::
 See the README and ``shared/API.md`` for the contract.
 """
 
+from jloss import metrics
 from jloss._checks import LossInputError, checked
 from jloss.classification import (
     binary_cross_entropy,
@@ -67,6 +68,7 @@ __all__ = [
     "make_train_step",
     "mean_absolute_error",
     "mean_squared_error",
+    "metrics",
     "mse",
     "multiclass_hinge",
     "one_hot",
