@@ -3,11 +3,23 @@
 import jax
 import optax
 
+
+# Explicit signatures: optax.inject_hyperparams reads them (a ``**kw`` would be
+# taken for a hyperparameter named "kw").
+def _momentum(learning_rate, momentum=0.9, accumulator_dtype=None):
+    """SGD with heavy-ball momentum (``optax.sgd(momentum=...)``)."""
+    return optax.sgd(learning_rate, momentum=momentum, accumulator_dtype=accumulator_dtype)
+
+
+def _nesterov(learning_rate, momentum=0.9, accumulator_dtype=None):
+    """SGD with Nesterov momentum (``optax.sgd(momentum=..., nesterov=True)``)."""
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=True, accumulator_dtype=accumulator_dtype)
+
+
 OPTIMIZERS = {
     "sgd": optax.sgd,
-    "momentum": lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum, **kw),
-    "nesterov": lambda learning_rate, momentum=0.9, **kw: optax.sgd(
-        learning_rate, momentum=momentum, nesterov=True, **kw),
+    "momentum": _momentum,
+    "nesterov": _nesterov,
     "adam": optax.adam,
     "adamw": optax.adamw,
     "rmsprop": optax.rmsprop,

@@ -49,7 +49,7 @@ def _clipped_mean_grads(loss_fn, has_aux, clip_norm):
     def grads_fn(params, batch):
         out, grads = per_example(params, batch)
         loss, aux = out if has_aux else (out, None)
-        norms = jax.vmap(optax.global_norm)(grads)
+        norms = jax.vmap(optax.tree.norm)(grads)
         scale = jnp.minimum(1.0, clip_norm / jnp.maximum(norms, 1e-12))
         n = norms.shape[0]
         mean = jax.tree.map(lambda g: jnp.tensordot(scale.astype(g.dtype), g, axes=1) / n, grads)
@@ -131,7 +131,7 @@ def make_train_step(loss_fn, *, has_aux=False, parallel=None, mesh=None, axis_na
             std = dp_noise_multiplier * dp_clip_norm / (_batch_size(batch) * num_shards)
             grads = _add_noise(grads, noise_key, state.step, std)
         new_state = state.apply_gradients(grads)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
         # inject_hyperparams stores the rate it used into the new state.
         lr = learning_rate(new_state.opt_state)
         if lr is not None:
