@@ -42,6 +42,8 @@ from jloss.train import (
     optimizer,
     per_example_grads,
     replicate,
+    restore_checkpoint,
+    save_checkpoint,
     shard_batch,
     unreplicate,
 )
@@ -77,6 +79,8 @@ __all__ = [
     "pinball",
     "poisson_nll",
     "replicate",
+    "restore_checkpoint",
+    "save_checkpoint",
     "shard_batch",
     "smooth_l1",
     "smooth_labels",
