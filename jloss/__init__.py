@@ -34,13 +34,16 @@ from jloss.regression import (
     smooth_l1,
 )
 from jloss.train import (
+    History,
     TrainState,
     data_mesh,
+    fit,
     learning_rate,
     make_schedule,
     make_train_step,
     optimizer,
     per_example_grads,
+    plot_history,
     replicate,
     restore_checkpoint,
     save_checkpoint,
@@ -51,6 +54,7 @@ from jloss.train import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
     "LossInputError",
     "TrainState",
     "binary_cross_entropy",
@@ -59,6 +63,7 @@ __all__ = [
     "categorical_focal_loss",
     "checked",
     "data_mesh",
+    "fit",
     "gaussian_nll",
     "hinge",
     "huber",
@@ -77,6 +82,7 @@ __all__ = [
     "optimizer",
     "per_example_grads",
     "pinball",
+    "plot_history",
     "poisson_nll",
     "replicate",
     "restore_checkpoint",
