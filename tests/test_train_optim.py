@@ -59,7 +59,7 @@ def test_options_reach_the_optax_constructor():
         (jloss.optimizer("nesterov", 0.1), optax.sgd(0.1, momentum=0.9, nesterov=True)),
         (jloss.optimizer("adam", 0.1, b1=0.5), optax.adam(0.1, b1=0.5)),
     ]:
-        np.testing.assert_allclose(run(ours, g, p).params["x"], run(theirs, g, p).params["x"], rtol=1e-5)
+        np.testing.assert_allclose(run(ours, g, p).params["x"], run(theirs, g, p).params["x"], rtol=1e-6)
 
 
 # --------------------------------------------------------------------------- schedules

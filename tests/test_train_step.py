@@ -274,3 +274,14 @@ def test_dp_sgd_argument_errors():
         jloss.make_train_step(loss_fn, dp_clip_norm=1.0, dp_noise_multiplier=1.0)
     with pytest.raises(ValueError, match="dp_noise_multiplier needs dp_clip_norm"):
         jloss.make_train_step(loss_fn, dp_noise_multiplier=1.0)
+
+
+def test_grad_norm_on_both_paths(monkeypatch):
+    from jloss.train import step as step_module
+
+    tree = {"a": jnp.arange(6.0).reshape(2, 3), "b": [jnp.ones(4, jnp.bfloat16), jnp.float32(-2.0)]}
+    expected = np.sqrt(np.sum(np.arange(6.0) ** 2) + 4 + 4)
+    assert float(step_module._global_norm(tree)) == pytest.approx(expected, rel=1e-6)  # one concatenation
+    monkeypatch.setattr(step_module, "_CONCAT_NORM_MAX_SIZE", 0)
+    assert float(step_module._global_norm(tree)) == pytest.approx(expected, rel=1e-6)  # per-leaf sums
+    assert float(step_module._global_norm({})) == 0.0

@@ -16,6 +16,25 @@ from jax.sharding import NamedSharding, PartitionSpec
 from jloss.train import parallel as par
 from jloss.train.optim import learning_rate
 
+# Up to this many gradient entries the norm is taken over one concatenated
+# vector: one reduction kernel instead of one per leaf, which is most of the
+# cost of the norm for small models (step 1.1x instead of 1.6x a hand-written
+# step without the norm, 7k-parameter MLP on CPU). Above it, per-leaf sums:
+# XLA's CPU concatenate is slow (measured break-even near 50k entries, 2x the
+# step time at 200k), and they avoid a copy of every gradient.
+_CONCAT_NORM_MAX_SIZE = 1 << 15
+
+
+def _global_norm(tree):
+    """The L2 norm of all leaves of ``tree`` together (as ``optax.tree.norm``), in float32."""
+    leaves = [x.astype(jnp.float32).ravel() for x in jax.tree_util.tree_leaves(tree)]
+    if not leaves:
+        return jnp.zeros((), jnp.float32)
+    if sum(x.size for x in leaves) <= _CONCAT_NORM_MAX_SIZE:
+        flat = jnp.concatenate(leaves)
+        return jnp.sqrt(jnp.dot(flat, flat))
+    return jnp.sqrt(sum(jnp.sum(jnp.square(x)) for x in leaves))
+
 
 def per_example_grads(loss_fn, *, has_aux=False):
     """``f(params, batch) -> grads`` with a leading batch axis on every leaf.
@@ -137,7 +156,7 @@ def make_train_step(loss_fn, *, has_aux=False, parallel=None, mesh=None, axis_na
             std = dp_noise_multiplier * dp_clip_norm / (_batch_size(batch) * num_shards)
             grads = _add_noise(grads, noise_key, state.step, std)
         new_state = state.apply_gradients(grads)
-        metrics = {"loss": loss, "grad_norm": optax.tree.norm(grads)}
+        metrics = {"loss": loss, "grad_norm": _global_norm(grads)}
         # inject_hyperparams stores the rate it used into the new state.
         lr = learning_rate(new_state.opt_state)
         if lr is not None:
