@@ -11,14 +11,21 @@
    (results stacked like the vmapped ones): speed-up loop / vmap.
 
 Run: ``python benchmarks/train_step.py`` (``--quick`` for a short run).
-Prints the command and a markdown table.
+Prints the command and a markdown table. Times are wall-clock by default;
+``--single-thread`` runs XLA on one thread and times the process's CPU time,
+which other processes on a shared machine disturb far less.
 """
 
 import argparse
 import itertools
+import os
 import statistics
 import sys
 import time
+
+if "--single-thread" in sys.argv:  # must be set before jax is imported
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    os.environ["XLA_FLAGS"] = flags.strip()
 
 import jax
 import jax.numpy as jnp
@@ -26,6 +33,8 @@ import numpy as np
 import optax
 
 import jloss
+
+clock = time.process_time if "--single-thread" in sys.argv else time.perf_counter
 
 
 def init_mlp(key, sizes):
@@ -53,9 +62,9 @@ def data(sizes, batch, seed=0):
 
 
 def timed(fn, n):
-    start = time.perf_counter()
+    start = clock()
     fn(n)
-    return (time.perf_counter() - start) / n
+    return (clock() - start) / n
 
 
 def bench_train_step(sizes, batch, rounds, steps, with_norm=False):
@@ -147,11 +156,15 @@ def n_params(sizes):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="XLA on one thread, timed by process CPU time (for shared machines)")
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else 21
     print("command: python " + " ".join(["benchmarks/train_step.py", *sys.argv[1:]]))
+    timing = "process CPU time, XLA single-threaded" if args.single_thread else "wall-clock"
     print(f"jax {jax.__version__}, optax {optax.__version__}, backend {jax.default_backend()}, "
-          f"{jax.device_count()} device(s); median of {rounds} interleaved rounds\n")
+          f"{jax.device_count()} device(s), {os.cpu_count()} CPU(s); {timing}; "
+          f"median of {rounds} interleaved rounds\n")
 
     print("| benchmark | model (params) | batch | jloss | baseline | result | target |")
     print("|---|---|---|---|---|---|---|")
