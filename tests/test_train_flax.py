@@ -59,21 +59,6 @@ def test_nnx_model():
     assert float(jloss.metrics.accuracy(logits, LABELS)) > 0.7
 
 
-def test_nnx_state_through_the_mesh_step():
-    model = NNXMLP(nnx.Rngs(1))
-    graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-
-    def loss_fn(params, batch):
-        return jloss.sparse_categorical_cross_entropy(nnx.merge(graphdef, params, rest)(batch[0]), batch[1])
-
-    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("sgd", 0.1))
-    single, _ = train(jloss.make_train_step(loss_fn), state, 3)
-    mesh, _ = train(jloss.make_train_step(loss_fn, parallel="mesh"), state, 3)
-    leaves = jax.tree_util.tree_leaves
-    for a, b in zip(leaves(single.params), leaves(mesh.params), strict=True):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), atol=1e-5)
-
-
 def test_linen_model_with_fit():
     model = LinenMLP()
     params = model.init(jax.random.key(0), jnp.zeros((1, 4)))["params"]
