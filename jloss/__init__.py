@@ -21,6 +21,7 @@ from jloss.classification import (
 )
 from jloss.divergence import kl_divergence
 from jloss.helpers import one_hot, smooth_labels
+from jloss.recommend import Recommendation, recommend
 from jloss.regression import (
     gaussian_nll,
     huber,
@@ -50,12 +51,14 @@ from jloss.train import (
     shard_batch,
     unreplicate,
 )
+from jloss.viz import loss_landscape, lr_finder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "History",
     "LossInputError",
+    "Recommendation",
     "TrainState",
     "binary_cross_entropy",
     "binary_focal_loss",
@@ -70,6 +73,8 @@ __all__ = [
     "kl_divergence",
     "learning_rate",
     "log_cosh",
+    "loss_landscape",
+    "lr_finder",
     "mae",
     "make_schedule",
     "make_train_step",
@@ -84,6 +89,7 @@ __all__ = [
     "pinball",
     "plot_history",
     "poisson_nll",
+    "recommend",
     "replicate",
     "restore_checkpoint",
     "save_checkpoint",

@@ -73,11 +73,25 @@ def sparse_softmax_ce(smoothing_on, logits, labels, smoothing, class_weights, z_
     return _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss)[0]
 
 
+def _keeps_exp(smoothing_on, logits):
+    """Which V-sized tensor the backward keeps.
+
+    float32 / float64 logits without smoothing: ``exp(x - max)`` from the forward,
+    so the backward needs no second exp (the forward's exp pass is the cost on
+    CPU; measured in benchmarks/losses.py). Half-precision logits, or label
+    smoothing (which needs to know which logits are -inf): the logits
+    themselves, and the backward recomputes the exp; never a float32 copy of
+    half-precision logits.
+    """
+    return not smoothing_on and logits.dtype in (jnp.float32, jnp.float64)
+
+
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
     shifted, m, lse_rel = _row_stats(logits)
     num_classes = logits.shape[-1]
     w_y = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[labels]
-    loss = (1 - smoothing) * w_y * (lse_rel - _picked(shifted, labels))
+    x_y = _picked(logits, labels).astype(shifted.dtype)  # gather from the input: no (N, C) temp
+    loss = (1 - smoothing) * w_y * (lse_rel - (x_y - m))
     smooth_mass = None
     if smoothing_on:
         finite = jnp.isfinite(shifted)
@@ -88,26 +102,35 @@ def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
         loss = loss + smoothing / num_classes * smooth
     lse = m + lse_rel
     loss = loss + z_loss * lse**2
-    return loss, (logits, labels, lse, smooth_mass, smoothing, class_weights, z_loss)
+    kept = jnp.exp(shifted) if _keeps_exp(smoothing_on, logits) else logits
+    return loss, (kept, labels, x_y, m, lse, smooth_mass, smoothing, class_weights, z_loss)
 
 
 def _sparse_bwd(smoothing_on, res, g):
-    logits, labels, lse, smooth_mass, smoothing, class_weights, z_loss = res
-    dtype = _compute_dtype(logits)
-    num_classes = logits.shape[-1]
-    xf = logits.astype(dtype)
-    p = jnp.exp(xf - lse[:, None])
+    kept, labels, x_y, m, lse, smooth_mass, smoothing, class_weights, z_loss = res
+    dtype = x_y.dtype
+    num_classes = kept.shape[-1]
     w_y = 1.0 if class_weights is None else class_weights.astype(dtype)[labels]
     hit = (1 - smoothing) * w_y
     total = hit + 2 * z_loss * lse
-    target = jnp.where(_is_label(labels, num_classes), hit[..., None] if jnp.ndim(hit) else hit, 0)
     if smoothing_on:
         total = total + smoothing / num_classes * smooth_mass
+    # (total * softmax - smoothing target) everywhere, one fused pass ...
+    if _keeps_exp(smoothing_on, kept):
+        grad = (g * total * jnp.exp(m - lse))[:, None] * kept
+    else:
+        grad = (g * total)[:, None] * jnp.exp(kept.astype(dtype) - lse[:, None])
+    if smoothing_on:
         w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-        target = target + jnp.where(jnp.isfinite(xf), smoothing / num_classes * w_c, 0)
-    grad = g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
-    return (grad.astype(logits.dtype), _zeros_like_int(labels), _zero(smoothing),
-            _zero(class_weights), _zero(z_loss))
+        finite = jnp.isfinite(kept)
+        grad = grad - jnp.where(finite, (g * smoothing / num_classes)[:, None] * w_c, 0)
+    grad = grad.astype(kept.dtype)
+    # ... then the label entries, recomputed in full precision and written in place.
+    grad_y = total * jnp.exp(x_y - lse) - hit
+    if smoothing_on:
+        grad_y = grad_y - smoothing / num_classes * w_y * jnp.isfinite(x_y)
+    grad = grad.at[jnp.arange(labels.shape[0]), labels].set((g * grad_y).astype(kept.dtype))
+    return (grad, _zeros_like_int(labels), _zero(smoothing), _zero(class_weights), _zero(z_loss))
 
 
 sparse_softmax_ce.defvjp(_sparse_fwd, _sparse_bwd)
