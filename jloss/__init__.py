@@ -7,6 +7,7 @@ Every loss shares one calling convention::
 See the README and ``shared/API.md`` for the contract.
 """
 
+from jloss import metrics
 from jloss._checks import LossInputError, checked
 from jloss.classification import (
     binary_cross_entropy,
@@ -34,14 +35,19 @@ from jloss.regression import (
     smooth_l1,
 )
 from jloss.train import (
+    History,
     TrainState,
     data_mesh,
+    fit,
     learning_rate,
     make_schedule,
     make_train_step,
     optimizer,
     per_example_grads,
+    plot_history,
     replicate,
+    restore_checkpoint,
+    save_checkpoint,
     shard_batch,
     unreplicate,
 )
@@ -50,6 +56,7 @@ from jloss.viz import loss_landscape, lr_finder
 __version__ = "0.1.0"
 
 __all__ = [
+    "History",
     "LossInputError",
     "Recommendation",
     "TrainState",
@@ -59,6 +66,7 @@ __all__ = [
     "categorical_focal_loss",
     "checked",
     "data_mesh",
+    "fit",
     "gaussian_nll",
     "hinge",
     "huber",
@@ -72,15 +80,19 @@ __all__ = [
     "make_train_step",
     "mean_absolute_error",
     "mean_squared_error",
+    "metrics",
     "mse",
     "multiclass_hinge",
     "one_hot",
     "optimizer",
     "per_example_grads",
     "pinball",
+    "plot_history",
     "poisson_nll",
     "recommend",
     "replicate",
+    "restore_checkpoint",
+    "save_checkpoint",
     "shard_batch",
     "smooth_l1",
     "smooth_labels",

@@ -1,13 +1,27 @@
 """Optax optimizers by name, with schedules, clipping, weight decay, skipping and accumulation."""
 
+import inspect
+
 import jax
 import optax
 
+
+# Explicit signatures: optax.inject_hyperparams reads them (a ``**kw`` would be
+# taken for a hyperparameter named "kw").
+def _momentum(learning_rate, momentum=0.9, accumulator_dtype=None):
+    """SGD with heavy-ball momentum (``optax.sgd(momentum=...)``)."""
+    return optax.sgd(learning_rate, momentum=momentum, accumulator_dtype=accumulator_dtype)
+
+
+def _nesterov(learning_rate, momentum=0.9, accumulator_dtype=None):
+    """SGD with Nesterov momentum (``optax.sgd(momentum=..., nesterov=True)``)."""
+    return optax.sgd(learning_rate, momentum=momentum, nesterov=True, accumulator_dtype=accumulator_dtype)
+
+
 OPTIMIZERS = {
     "sgd": optax.sgd,
-    "momentum": lambda learning_rate, momentum=0.9, **kw: optax.sgd(learning_rate, momentum=momentum, **kw),
-    "nesterov": lambda learning_rate, momentum=0.9, **kw: optax.sgd(
-        learning_rate, momentum=momentum, nesterov=True, **kw),
+    "momentum": _momentum,
+    "nesterov": _nesterov,
     "adam": optax.adam,
     "adamw": optax.adamw,
     "rmsprop": optax.rmsprop,
@@ -75,8 +89,8 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
         (``optax.MultiSteps``).
       **options: passed to the optax constructor (``b1``, ``momentum``, ...).
 
-    The learning rate is injected as a hyperparameter, so train steps can
-    report it (``jloss.learning_rate(opt_state)``).
+    The learning rate (only it) is injected as a hyperparameter, so train
+    steps can report it (``jloss.learning_rate(opt_state)``).
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}")
@@ -87,7 +101,12 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
                                       warmup_steps=warmup_steps, end_value=end_value)
     if weight_decay is not None and name in _DECOUPLED_DECAY:
         options["weight_decay"] = weight_decay
-    tx = optax.inject_hyperparams(OPTIMIZERS[name])(learning_rate=learning_rate, **options)
+    factory = OPTIMIZERS[name]
+    # Only the learning rate is injected (an array in opt_state, readable by
+    # learning_rate()); the other hyperparameters stay compile-time constants,
+    # as in the plain optax optimizer, so the step carries no extra arrays.
+    static = tuple(p for p in inspect.signature(factory).parameters if p != "learning_rate")
+    tx = optax.inject_hyperparams(factory, static_args=static)(learning_rate=learning_rate, **options)
     if weight_decay is not None and name not in _DECOUPLED_DECAY:
         tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
     if clip_norm is not None:

@@ -1,0 +1,186 @@
+"""Benchmark jloss's training step and per-example gradients.
+
+1. ``jloss.make_train_step`` + ``jloss.optimizer("adam")`` against a
+   hand-written ``jax.jit`` + ``optax.adam`` step on the same MLP and the same
+   loss: time ratio jloss / hand-written, the median over interleaved rounds
+   (each round times both, one after the other, so machine load hits both).
+   The hand-written step returns the loss only; a second baseline also returns
+   the gradient norm (``optax.tree.norm``), as jloss's metrics do.
+2. ``jloss.per_example_grads`` (one ``vmap``-ed, jitted call) against a
+   Python loop of a jitted ``jax.grad`` over the examples of a batch of 64
+   (results stacked like the vmapped ones): speed-up loop / vmap.
+
+Run: ``python benchmarks/train_step.py`` (``--quick`` for a short run).
+Prints the command and a markdown table. Times are wall-clock by default;
+``--single-thread`` runs XLA on one thread and times the process's CPU time,
+which other processes on a shared machine disturb far less.
+"""
+
+import argparse
+import itertools
+import os
+import statistics
+import sys
+import time
+
+if "--single-thread" in sys.argv:  # must be set before jax is imported
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false"
+    os.environ["XLA_FLAGS"] = flags.strip()
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+import jloss
+
+clock = time.process_time if "--single-thread" in sys.argv else time.perf_counter
+
+
+def init_mlp(key, sizes):
+    keys = jax.random.split(key, len(sizes) - 1)
+    return [{"w": jax.random.normal(k, (a, b)) / np.sqrt(a), "b": jnp.zeros(b)}
+            for k, a, b in zip(keys, sizes[:-1], sizes[1:], strict=True)]
+
+
+def forward(params, x):
+    for layer in params[:-1]:
+        x = jax.nn.relu(x @ layer["w"] + layer["b"])
+    return x @ params[-1]["w"] + params[-1]["b"]
+
+
+def loss_fn(params, batch):
+    x, y = batch
+    return jloss.sparse_categorical_cross_entropy(forward(params, x), y)
+
+
+def data(sizes, batch, seed=0):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(rng.normal(size=(batch, sizes[0])), jnp.float32)
+    y = jnp.asarray(rng.integers(0, sizes[-1], size=batch), jnp.int32)
+    return x, y
+
+
+def timed(fn, n):
+    start = clock()
+    fn(n)
+    return (clock() - start) / n
+
+
+def bench_train_step(sizes, batch, rounds, steps, with_norm=False):
+    params = init_mlp(jax.random.key(0), sizes)
+    b = data(sizes, batch)
+
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("adam", 1e-3))
+    step = jloss.make_train_step(loss_fn)
+
+    tx = optax.adam(1e-3)
+
+    @jax.jit
+    def hand_step(params, opt_state, batch):
+        loss, grads = jax.value_and_grad(loss_fn)(params, batch)
+        updates, opt_state = tx.update(grads, opt_state, params)
+        metrics = (loss, optax.tree.norm(grads)) if with_norm else loss
+        return optax.apply_updates(params, updates), opt_state, metrics
+
+    hand = [params, tx.init(params)]
+    ours = [state]
+
+    def run_ours(n):
+        s = ours[0]
+        for _ in range(n):
+            s, m = step(s, b)
+        jax.block_until_ready((s, m))
+        ours[0] = s
+
+    def run_hand(n):
+        p, o = hand
+        for _ in range(n):
+            p, o, loss = hand_step(p, o, b)
+        jax.block_until_ready((p, o, loss))
+        hand[:] = [p, o]
+
+    run_ours(3)
+    run_hand(3)  # compile and warm up
+    ratios, t_ours, t_hand = [], [], []
+    for r in range(rounds):
+        pair = [("ours", run_ours), ("hand", run_hand)]
+        if r % 2:
+            pair.reverse()  # alternate who goes first
+        times = {name: timed(fn, steps) for name, fn in pair}
+        ratios.append(times["ours"] / times["hand"])
+        t_ours.append(times["ours"])
+        t_hand.append(times["hand"])
+    return statistics.median(t_ours), statistics.median(t_hand), statistics.median(ratios)
+
+
+def bench_per_example(sizes, batch, rounds):
+    params = init_mlp(jax.random.key(0), sizes)
+    x, y = data(sizes, batch)
+    vmapped = jax.jit(jloss.per_example_grads(loss_fn))
+    one = jax.jit(jax.grad(loss_fn))
+
+    def run_vmap(n):
+        for _ in range(n):
+            g = vmapped(params, (x, y))
+        jax.block_until_ready(g)
+
+    def run_loop(n):
+        for _ in range(n):
+            grads = [one(params, (x[i:i + 1], y[i:i + 1])) for i in range(batch)]
+            g = jax.tree.map(lambda *leaves: jnp.stack(leaves), *grads)
+        jax.block_until_ready(g)
+
+    # the loop's per-example gradients equal the vmapped ones
+    run_vmap(1)
+    run_loop(1)
+    ref = vmapped(params, (x, y))
+    check = one(params, (x[5:6], y[5:6]))
+    np.testing.assert_allclose(ref[0]["w"][5], check[0]["w"], atol=1e-5)
+    t_vmap, t_loop, speedups = [], [], []
+    for r in range(rounds):
+        pair = [("vmap", run_vmap), ("loop", run_loop)]
+        if r % 2:
+            pair.reverse()
+        times = {name: timed(fn, 2) for name, fn in pair}
+        t_vmap.append(times["vmap"])
+        t_loop.append(times["loop"])
+        speedups.append(times["loop"] / times["vmap"])
+    return statistics.median(t_vmap), statistics.median(t_loop), statistics.median(speedups)
+
+
+def n_params(sizes):
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--single-thread", action="store_true",
+                        help="XLA on one thread, timed by process CPU time (for shared machines)")
+    args = parser.parse_args(argv)
+    rounds = 5 if args.quick else 21
+    print("command: python " + " ".join(["benchmarks/train_step.py", *sys.argv[1:]]))
+    timing = "process CPU time, XLA single-threaded" if args.single_thread else "wall-clock"
+    print(f"jax {jax.__version__}, optax {optax.__version__}, backend {jax.default_backend()}, "
+          f"{jax.device_count()} device(s), {os.cpu_count()} CPU(s); {timing}; "
+          f"median of {rounds} interleaved rounds\n")
+
+    print("| benchmark | model (params) | batch | jloss | baseline | result | target |")
+    print("|---|---|---|---|---|---|---|")
+    cases = [((784, 512, 512, 10), False), ((32, 64, 64, 10), False), ((32, 64, 64, 10), True)]
+    for sizes, with_norm in cases:
+        ours, hand, ratio = bench_train_step(sizes, 128, rounds, 10 if args.quick else 20, with_norm)
+        baseline = "jit+optax returning loss and grad norm" if with_norm else "jit+optax"
+        print(f"| train step (adam): jloss / {baseline} | MLP {'-'.join(map(str, sizes))} "
+              f"({n_params(sizes):,}) | 128 | {ours * 1e3:.3f} ms | {hand * 1e3:.3f} ms | ratio {ratio:.3f} "
+              "| <= 1.05 |")
+    for sizes in [(32, 64, 64, 10), (784, 512, 512, 10)]:
+        vmap, loop, speedup = bench_per_example(sizes, 64, rounds)
+        print(f"| per-example grads: loop of jit(grad) / jloss | MLP {'-'.join(map(str, sizes))} "
+              f"({n_params(sizes):,}) | 64 | {vmap * 1e3:.3f} ms | {loop * 1e3:.3f} ms | "
+              f"speed-up {speedup:.1f}x | >= 20x |")
+
+
+if __name__ == "__main__":
+    main()

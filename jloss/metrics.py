@@ -1,0 +1,216 @@
+"""Evaluation metrics: accuracy, top-k accuracy, binary precision / recall / F1, MAE, RMSE, ECE.
+
+Every metric is a jitted pure function (no state) that
+returns a float32 scalar and takes the same optional ``weights`` (non-negative,
+broadcastable to the per-example shape) and ``where`` (boolean mask) as the
+losses. Masked examples count for nothing, and a metric with nothing counted
+(empty batch, all masked, no predicted positives for precision, ...) is 0.0,
+as scikit-learn's ``zero_division=0``.
+
+Metrics that are ratios of sums (precision, recall, F1, ECE) are not means of
+per-example values: compute them over the whole evaluation set at once, not
+as an average of per-batch values.
+"""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jloss._checks import check_broadcastable, check_integer, check_same_shape
+
+__all__ = [
+    "accuracy",
+    "binary_f1",
+    "binary_precision",
+    "binary_recall",
+    "expected_calibration_error",
+    "mae",
+    "rmse",
+    "top_k_accuracy",
+]
+
+
+def _example_weights(shape, weights, where):
+    """Per-example weights ``w * m`` of ``shape`` (float32; 1 where neither is given)."""
+    check_broadcastable("weights", weights, shape)
+    check_broadcastable("where", where, shape)
+    if where is not None and jnp.asarray(where).dtype != jnp.bool_:
+        raise TypeError(f"where must be a boolean mask, got dtype {jnp.asarray(where).dtype}")
+    w = jnp.ones(shape, jnp.float32)
+    if weights is not None:
+        w = w * jnp.broadcast_to(jnp.asarray(weights, jnp.float32), shape)
+    if where is not None:
+        w = jnp.where(jnp.broadcast_to(where, shape), w, 0.0)  # NaN weights in masked slots too
+    return w
+
+
+def _ratio(numerator, denominator):
+    """``numerator / denominator``, exactly 0.0 where the denominator is 0."""
+    safe = jnp.where(denominator > 0, denominator, 1.0)
+    return jnp.where(denominator > 0, numerator / safe, 0.0)
+
+
+def _weighted_mean(values, w):
+    values = jnp.where(w > 0, values, 0.0)  # masked NaN / inf must not leak
+    return _ratio(jnp.sum(w * values), jnp.sum(w))
+
+
+def _class_scores(predictions, labels, name="predictions"):
+    predictions = jnp.asarray(predictions)
+    labels = jnp.asarray(labels)
+    check_integer(labels=labels)
+    if predictions.ndim != labels.ndim + 1 or predictions.shape[:-1] != labels.shape:
+        raise ValueError(
+            f"{name} must have shape labels.shape + (num_classes,), got {name} "
+            f"{predictions.shape} and labels {labels.shape}"
+        )
+    return predictions, labels
+
+
+@jax.jit
+def accuracy(predictions, labels, *, weights=None, where=None):
+    """Fraction of correct predictions.
+
+    Args:
+      predictions: scores (logits or probabilities) of shape ``(..., C)``,
+        compared by ``argmax``; or predicted class indices of ``labels.shape``.
+      labels: integer class indices ``(...)``.
+      weights, where: per-example weights and mask of ``labels.shape``.
+    """
+    predictions = jnp.asarray(predictions)
+    labels = jnp.asarray(labels)
+    if predictions.shape == labels.shape:
+        predicted = predictions
+    else:
+        predictions, labels = _class_scores(predictions, labels)
+        predicted = jnp.argmax(predictions, axis=-1)
+    correct = (predicted == labels).astype(jnp.float32)
+    return _weighted_mean(correct, _example_weights(labels.shape, weights, where))
+
+
+@functools.partial(jax.jit, static_argnames="k")
+def top_k_accuracy(predictions, labels, *, k=5, weights=None, where=None):
+    """Fraction of examples whose label is among the ``k`` highest scores.
+
+    A label tied with the ``k``-th score counts as correct (the label's score
+    is compared against the ``k``-th largest score).
+    """
+    predictions, labels = _class_scores(predictions, labels)
+    num_classes = predictions.shape[-1]
+    if not 1 <= k <= num_classes:
+        raise ValueError(f"k must be in [1, {num_classes}] (the number of classes), got {k}")
+    kth = jnp.sort(predictions, axis=-1)[..., num_classes - k]
+    label_score = jnp.take_along_axis(predictions, jnp.clip(labels, 0, num_classes - 1)[..., None],
+                                      axis=-1)[..., 0]
+    in_range = (labels >= 0) & (labels < num_classes)
+    correct = (in_range & (label_score >= kth)).astype(jnp.float32)
+    return _weighted_mean(correct, _example_weights(labels.shape, weights, where))
+
+
+def _binary_counts(predictions, targets, threshold, weights, where):
+    """Weighted true positives, predicted positives and actual positives."""
+    predictions = jnp.asarray(predictions)
+    targets = jnp.asarray(targets)
+    check_same_shape(predictions=predictions, targets=targets)
+    w = _example_weights(targets.shape, weights, where)
+    predicted = predictions > threshold if predictions.dtype != jnp.bool_ else predictions
+    actual = targets > 0.5 if targets.dtype != jnp.bool_ else targets
+    tp = jnp.sum(jnp.where(predicted & actual, w, 0.0))
+    return tp, jnp.sum(jnp.where(predicted, w, 0.0)), jnp.sum(jnp.where(actual, w, 0.0))
+
+
+@jax.jit
+def binary_precision(predictions, targets, *, threshold=0.5, weights=None, where=None):
+    """``TP / (TP + FP)``: of the examples predicted positive, the fraction that are.
+
+    Args:
+      predictions: probabilities (or any scores: set ``threshold``, e.g. 0.0
+        for logits) or booleans; positive when ``predictions > threshold``.
+      targets: 0/1 (or boolean) labels of the same shape.
+      threshold: decision threshold on ``predictions``.
+      weights, where: per-example weights and mask.
+    """
+    tp, predicted, _ = _binary_counts(predictions, targets, threshold, weights, where)
+    return _ratio(tp, predicted)
+
+
+@jax.jit
+def binary_recall(predictions, targets, *, threshold=0.5, weights=None, where=None):
+    """``TP / (TP + FN)``: of the positive examples, the fraction predicted positive.
+
+    Arguments as :func:`binary_precision`.
+    """
+    tp, _, actual = _binary_counts(predictions, targets, threshold, weights, where)
+    return _ratio(tp, actual)
+
+
+@jax.jit
+def binary_f1(predictions, targets, *, threshold=0.5, weights=None, where=None):
+    """F1 score ``2 TP / (2 TP + FP + FN)``, the harmonic mean of precision and recall.
+
+    Arguments as :func:`binary_precision`.
+    """
+    tp, predicted, actual = _binary_counts(predictions, targets, threshold, weights, where)
+    return _ratio(2.0 * tp, predicted + actual)
+
+
+@jax.jit
+def mae(predictions, targets, *, weights=None, where=None):
+    """Mean absolute error ``mean(|predictions - targets|)`` (weighted mean with ``weights``)."""
+    predictions = jnp.asarray(predictions, jnp.float32)
+    targets = jnp.asarray(targets, jnp.float32)
+    check_same_shape(predictions=predictions, targets=targets)
+    return _weighted_mean(jnp.abs(predictions - targets), _example_weights(targets.shape, weights, where))
+
+
+@jax.jit
+def rmse(predictions, targets, *, weights=None, where=None):
+    """Root mean squared error ``sqrt(mean((predictions - targets)**2))``."""
+    predictions = jnp.asarray(predictions, jnp.float32)
+    targets = jnp.asarray(targets, jnp.float32)
+    check_same_shape(predictions=predictions, targets=targets)
+    w = _example_weights(targets.shape, weights, where)
+    return jnp.sqrt(_weighted_mean(jnp.square(predictions - targets), w))
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def expected_calibration_error(probabilities, labels, *, num_bins=15, weights=None, where=None):
+    """Expected calibration error with ``num_bins`` equal-width confidence bins.
+
+    ``ECE = sum_b (n_b / n) * |accuracy_b - confidence_b|`` over the bins
+    ``(b / M, (b + 1) / M]`` (the first bin also holds confidence 0), where
+    ``n_b`` is the (weighted) number of examples whose confidence falls in
+    bin ``b`` (Guo et al., 2017, "On Calibration of Modern Neural Networks").
+
+    Args:
+      probabilities: class probabilities ``(..., C)`` with integer ``labels``
+        ``(...)``: confidence is the top probability, correct when its class
+        is the label. Or ``P(y = 1)`` of ``labels.shape`` with 0/1 labels
+        (binary): the prediction is ``p >= 0.5`` with confidence ``max(p, 1 - p)``.
+      labels: integer class indices, or 0/1 labels in the binary form.
+      num_bins: number of bins ``M``.
+      weights, where: per-example weights and mask of ``labels.shape``.
+    """
+    probabilities = jnp.asarray(probabilities, jnp.float32)
+    labels = jnp.asarray(labels)
+    if num_bins < 1:
+        raise ValueError(f"num_bins must be >= 1, got {num_bins}")
+    if probabilities.shape == labels.shape:
+        predicted_positive = probabilities >= 0.5
+        confidence = jnp.where(predicted_positive, probabilities, 1.0 - probabilities)
+        correct = predicted_positive == (labels > 0.5)
+    else:
+        probabilities, labels = _class_scores(probabilities, labels, "probabilities")
+        confidence = jnp.max(probabilities, axis=-1)
+        correct = jnp.argmax(probabilities, axis=-1) == labels
+    w = _example_weights(labels.shape, weights, where).ravel()
+    confidence = jnp.where(w > 0, confidence.ravel(), 0.0)
+    correct = correct.ravel().astype(jnp.float32)
+    interior_edges = jnp.linspace(0.0, 1.0, num_bins + 1, dtype=jnp.float32)[1:-1]
+    # bin b holds (b/M, (b+1)/M]: the number of interior edges below the confidence
+    bins = jnp.sum(confidence[:, None] > interior_edges[None, :], axis=1)
+    one_hot = (bins[:, None] == jnp.arange(num_bins)[None, :]) * w[:, None]
+    count = jnp.sum(one_hot, axis=0)
+    gap = jnp.abs(jnp.sum(one_hot * (correct - confidence)[:, None], axis=0))  # n_b |acc_b - conf_b|
+    return _ratio(jnp.sum(gap), jnp.sum(count))

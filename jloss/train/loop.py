@@ -1,0 +1,348 @@
+"""``fit``: epochs of a train step with shuffling, a progress bar, evaluation and early stopping.
+
+The loop is plain Python around a step built by :func:`jloss.make_train_step`;
+it blocks on every step (it reads the step's metrics to record them), which
+also keeps CPU collectives from being dispatched many steps ahead.
+
+Progress bar: ``tqdm.auto`` (the ``train`` extra), so it renders as a widget in
+notebooks and as text in terminals. If tqdm is not installed, ``fit`` warns
+once and trains without a bar: a missing cosmetic dependency never stops a run.
+"""
+
+import dataclasses
+import math
+import time
+import warnings
+
+import jax
+import numpy as np
+
+from jloss.train import parallel as par
+
+__all__ = ["History", "fit", "plot_history"]
+
+
+@dataclasses.dataclass
+class History:
+    """What :func:`fit` recorded.
+
+    Attributes:
+      steps: one dict per train step: ``step`` (the state's step count after
+        it), ``epoch`` and every scalar metric of the step (``loss``,
+        ``grad_norm``, ``learning_rate``, scalar entries of ``aux`` by name).
+      epochs: one dict per epoch: ``epoch``, ``step``, ``loss`` (mean train
+        loss over the epoch), ``time`` (seconds) and ``val_<name>`` for each
+        evaluation metric.
+      monitor, mode: the monitored epoch metric and whether lower ("min") or
+        higher ("max") is better.
+      best_epoch, best_value: the best epoch by ``monitor`` (None if it was
+        never recorded).
+      stopped_early: whether training stopped before ``epochs`` (patience ran
+        out, or ``on_epoch_end`` asked to stop).
+      restored_best: whether the returned state is the best epoch's state
+        rather than the last one.
+    """
+
+    steps: list = dataclasses.field(default_factory=list)
+    epochs: list = dataclasses.field(default_factory=list)
+    monitor: str = "val_loss"
+    mode: str = "min"
+    best_epoch: int | None = None
+    best_value: float | None = None
+    stopped_early: bool = False
+    restored_best: bool = False
+
+    def step_values(self, key):
+        """``key`` of every step record that has it, as a float array."""
+        return np.array([r[key] for r in self.steps if key in r], dtype=np.float64)
+
+    def epoch_values(self, key):
+        """``key`` of every epoch record that has it, as a float array."""
+        return np.array([r[key] for r in self.epochs if key in r], dtype=np.float64)
+
+
+# ------------------------------------------------------------------- data
+
+
+def _num_examples(data, what):
+    leaves = jax.tree_util.tree_leaves(data)
+    if not leaves:
+        raise ValueError(f"{what} has no arrays")
+    sizes = {np.shape(x)[0] if np.ndim(x) else None for x in leaves}
+    if None in sizes or len(sizes) != 1:
+        shapes = [np.shape(x) for x in leaves]
+        raise ValueError(f"every array of {what} needs the same leading (example) axis, got shapes {shapes}")
+    return sizes.pop()
+
+
+def _take(data, idx):
+    return jax.tree.map(lambda a: a[idx], data)
+
+
+class _ArrayBatches:
+    """Batches of a pytree of arrays, reshuffled every epoch from ``fold_in(key, epoch)``."""
+
+    def __init__(self, data, batch_size, key, drop_remainder):
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.data, self.batch_size, self.key = data, batch_size, key
+        self.n = _num_examples(data, "train_data")
+        self.stop = self.n - self.n % batch_size if drop_remainder else self.n
+        if self.stop == 0:
+            raise ValueError(f"train_data has {self.n} examples, fewer than batch_size={batch_size}; "
+                             "lower batch_size or pass drop_remainder=False")
+
+    def __len__(self):
+        return math.ceil(self.stop / self.batch_size)
+
+    def epoch(self, epoch):
+        if self.key is None:
+            order = np.arange(self.n)
+        else:
+            order = np.asarray(jax.random.permutation(jax.random.fold_in(self.key, epoch), self.n))
+        for i in range(0, self.stop, self.batch_size):
+            yield _take(self.data, order[i:i + self.batch_size])
+
+
+class _IterableBatches:
+    """An iterable of batches (re-iterated every epoch) or a callable ``epoch -> iterable``."""
+
+    def __init__(self, data, epochs):
+        if not callable(data) and iter(data) is data and epochs > 1:
+            raise ValueError(
+                "train_data is a one-shot iterator, which would be empty after the first epoch; pass a "
+                "list of batches, a re-iterable loader, a callable epoch -> iterable of batches, or arrays "
+                "with batch_size=")
+        self.data = data
+
+    def __len__(self):
+        return len(self.data)  # TypeError when unknown, caught by the caller
+
+    def epoch(self, epoch):
+        return iter(self.data(epoch) if callable(self.data) else self.data)
+
+
+# ------------------------------------------------------------------- metrics
+
+
+def _scalar_metrics(metrics, pmap):
+    """The scalar metrics of one step as floats (aux entries by their own name)."""
+    out = {}
+    flat = jax.tree_util.tree_flatten_with_path(jax.device_get(metrics))[0]
+    for path, value in flat:
+        value = np.asarray(value)
+        if pmap:
+            value = value[0]  # every device holds the same (pmean'd) value
+        if value.size != 1 or not np.issubdtype(value.dtype, np.number):
+            continue
+        names = [str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path]
+        if names[0] == "aux" and len(names) > 1:
+            names = names[1:]
+        name = "/".join(names)
+        out["aux/" + name if name in out else name] = float(value.reshape(()))
+    return out
+
+
+def _evaluate(eval_fn, params, eval_data, eval_batch_size):
+    """Evaluation metrics, prefixed ``val_``: chunk means weighted by chunk size."""
+    if eval_data is None:
+        results = [(eval_fn(params), 1)]
+    else:
+        n = _num_examples(eval_data, "eval_data")
+        size = n if eval_batch_size is None else eval_batch_size
+        results = [(eval_fn(params, _take(eval_data, slice(i, i + size))), min(size, n - i))
+                   for i in range(0, n, size)]
+    totals, count = {}, 0
+    for value, weight in results:
+        value = jax.device_get(value)
+        if not isinstance(value, dict):
+            value = {"loss": value}
+        for k, v in value.items():
+            totals[k] = totals.get(k, 0.0) + weight * float(np.asarray(v).reshape(()))
+        count += weight
+    return {f"val_{k}": v / count for k, v in totals.items()}
+
+
+def _copy(tree):
+    """A copy with its own buffers, safe from a step that donates its input."""
+    return jax.tree.map(lambda x: x.copy() if isinstance(x, jax.Array | np.ndarray) else x, tree)
+
+
+def _progress_bar(progress, total, desc):
+    if not progress:
+        return None
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        warnings.warn("fit(progress=True) needs tqdm for its progress bar (pip install 'jloss[train]'); "
+                      "training without one. Pass progress=False to silence this.", stacklevel=3)
+        return None
+    return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True, leave=True)
+
+
+# ------------------------------------------------------------------- fit
+
+
+def fit(state, train_step, train_data, *, epochs=1, batch_size=None, key=None, eval_data=None, eval_fn=None,
+        eval_batch_size=None, monitor="val_loss", mode="min", patience=None, min_delta=0.0,
+        restore_best=True, progress=True, drop_remainder=True, on_epoch_end=None):
+    """Train ``state`` for ``epochs`` with ``train_step``; return ``(state, history)``.
+
+    Args:
+      state: a :class:`jloss.TrainState` (``jloss.replicate(state)`` for a pmap step).
+      train_step: a step from :func:`jloss.make_train_step`. Single-device and
+        ``"mesh"`` steps take the batches as they are (for the mesh, a batch
+        size that is a multiple of the device count); for a ``"pmap"`` step
+        ``fit`` applies :func:`jloss.shard_batch` to every batch, reads the
+        metrics of the first device and gives ``eval_fn`` unreplicated params.
+      train_data: either a pytree of arrays with a leading example axis (with
+        ``batch_size``), or, with ``batch_size=None``, an iterable of batches
+        re-iterated every epoch (a list, a data loader) or a callable
+        ``epoch -> iterable of batches``.
+      epochs: number of passes over ``train_data``.
+      batch_size: batch size for array data.
+      key: a PRNG key (or int seed) to reshuffle array data every epoch
+        (``fold_in(key, epoch)``); None keeps the data's order.
+      eval_data, eval_fn, eval_batch_size: evaluation after every epoch.
+        ``eval_fn(params, batch)`` returns a loss or a dict of metrics for
+        ``eval_data`` (a pytree of arrays; evaluated whole, or in chunks of
+        ``eval_batch_size`` averaged by chunk size: exact for means such as
+        loss or accuracy, not for ratios such as F1). With ``eval_data=None``,
+        ``eval_fn(params)`` does its own iteration. Results are recorded as
+        ``val_<name>`` (a bare loss as ``val_loss``); ``eval_fn`` is jitted
+        when it takes a batch.
+      monitor, mode, min_delta: the epoch metric to watch (any key of an
+        epoch record: ``"val_loss"``, ``"val_accuracy"``, ``"loss"``), whether
+        lower ("min") or higher ("max") is better, and by how much a value
+        must beat the best to count as better.
+      patience: stop after this many epochs without improvement (None: never).
+      restore_best: with ``patience`` set, return the state of the best epoch
+        (kept as a copy) instead of the last.
+      progress: show a ``tqdm.auto`` bar per epoch with the running mean loss
+        (and the evaluation metrics at the end of the epoch). Without tqdm,
+        ``fit`` warns and trains without a bar.
+      drop_remainder: drop the last incomplete batch of array data (keeps
+        shapes fixed: no recompilation, and batches divide across devices).
+      on_epoch_end: optional ``fn(state, record)`` called after each epoch
+        (e.g. to save a checkpoint); return True to stop training.
+
+    Returns ``(state, history)``; see :class:`History`.
+    """
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if patience is not None and patience < 0:
+        raise ValueError(f"patience must be None or >= 0, got {patience}")
+    if eval_data is not None and eval_fn is None:
+        raise ValueError("eval_data needs eval_fn(params, batch) -> loss or dict of metrics")
+    if isinstance(key, int):
+        key = jax.random.key(key)
+    if batch_size is not None:
+        batches = _ArrayBatches(train_data, batch_size, key, drop_remainder)
+    else:
+        if key is not None:
+            raise ValueError("key= shuffles array data (with batch_size=); "
+                             "shuffle an iterable of batches yourself")
+        batches = _IterableBatches(train_data, epochs)
+    try:
+        steps_per_epoch = len(batches)
+    except TypeError:
+        steps_per_epoch = None
+
+    pmap = getattr(train_step, "parallel", None) == "pmap"
+    if eval_fn is not None and eval_data is not None:
+        eval_fn = jax.jit(eval_fn)
+    history = History(monitor=monitor, mode=mode)
+    sign = 1.0 if mode == "min" else -1.0
+    step_count = int(np.asarray(jax.device_get(state.step)).ravel()[0])
+    best_state, wait = None, 0
+
+    for epoch in range(epochs):
+        start = time.perf_counter()
+        bar = _progress_bar(progress, steps_per_epoch, f"epoch {epoch + 1}/{epochs}")
+        losses = []
+        try:
+            for batch in batches.epoch(epoch):
+                if pmap:
+                    batch = par.shard_batch(batch)
+                state, metrics = train_step(state, batch)
+                record = _scalar_metrics(metrics, pmap)
+                step_count += 1
+                history.steps.append({"step": step_count, "epoch": epoch, **record})
+                losses.append(record["loss"])
+                if bar is not None:
+                    bar.set_postfix(loss=f"{np.mean(losses):.4g}", refresh=False)
+                    bar.update(1)
+            if not losses:
+                raise ValueError(f"train_data gave no batches in epoch {epoch}")
+            record = {"epoch": epoch, "step": step_count, "loss": float(np.mean(losses))}
+            if eval_fn is not None:
+                params = par.unreplicate(state.params) if pmap else state.params
+                record.update(_evaluate(eval_fn, params, eval_data, eval_batch_size))
+            record["time"] = time.perf_counter() - start
+            history.epochs.append(record)
+            if bar is not None:
+                shown = {k: f"{v:.4g}" for k, v in record.items() if k == "loss" or k.startswith("val_")}
+                bar.set_postfix(shown, refresh=True)
+        finally:
+            if bar is not None:
+                bar.close()
+
+        stop = False
+        if monitor in record:
+            value = record[monitor]
+            best = history.best_value
+            if not math.isnan(value) and (best is None or sign * (value - best) < -min_delta):
+                history.best_epoch, history.best_value, wait = epoch, value, 0
+                if restore_best and patience is not None:
+                    best_state = _copy(state)
+            else:
+                wait += 1
+                stop = patience is not None and wait >= patience
+        elif patience is not None:
+            raise ValueError(f"monitor={monitor!r} is not among the epoch metrics {sorted(record)}; "
+                             "set monitor= to one of them (evaluation metrics need eval_fn)")
+        if on_epoch_end is not None and on_epoch_end(state, record):
+            stop = True
+        if stop:
+            history.stopped_early = True
+            break
+
+    if best_state is not None and history.best_epoch != history.epochs[-1]["epoch"]:
+        state, history.restored_best = best_state, True
+    return state, history
+
+
+# ------------------------------------------------------------------- plot
+
+
+def plot_history(history, ax=None, metric="loss"):
+    """Plot ``metric`` per step, its epoch mean and its ``val_`` counterpart against the step.
+
+    Needs matplotlib (the ``plot`` extra), imported on first use. Draws on
+    ``ax`` (default: a new figure's axes) and returns it. The best epoch by
+    ``history.monitor`` is marked with a dotted vertical line.
+    """
+    if ax is None:
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError as e:
+            raise ImportError("plot_history needs matplotlib: pip install 'jloss[plot]'") from e
+        _, ax = plt.subplots(figsize=(6, 4))
+    steps = [r for r in history.steps if metric in r]
+    if steps:
+        ax.plot([r["step"] for r in steps], [r[metric] for r in steps], lw=0.8, alpha=0.4,
+                label=f"{metric} (step)")
+    for key, style in ((metric, "o-"), (f"val_{metric}", "s-")):
+        epochs = [r for r in history.epochs if key in r]
+        if epochs:
+            label = f"{key} (epoch mean)" if key == metric else key
+            ax.plot([r["step"] for r in epochs], [r[key] for r in epochs], style, ms=4, label=label)
+    if history.best_epoch is not None:
+        best = next(r for r in history.epochs if r["epoch"] == history.best_epoch)
+        ax.axvline(best["step"], color="gray", ls=":", lw=1,
+                   label=f"best {history.monitor} (epoch {history.best_epoch + 1})")
+    ax.set_xlabel("step")
+    ax.set_ylabel(metric)
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend()
+    return ax
