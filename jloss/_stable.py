@@ -73,21 +73,55 @@ def sparse_softmax_ce(smoothing_on, logits, labels, smoothing, class_weights, z_
     return _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss)[0]
 
 
+def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_rel,
+                         smoothing, z_loss, num_classes):
+    """The sparse softmax CE of one example from its statistics.
+
+    ``lse_rel = log sum_c exp(x_c - m)``, ``picked_rel = x_y - m``, ``lse = m +
+    lse_rel``; with smoothing (else ``smooth_mass`` is None)
+    ``smooth_mass = sum_{c finite} w_c`` and ``smooth_sum_rel = sum_{c finite}
+    w_c (x_c - m)``. Shared by the dense-logits kernel below and the
+    vocabulary-blocked kernel of :mod:`jloss.fused`, which builds the same
+    statistics block by block.
+    """
+    loss = (1 - smoothing) * w_y * (lse_rel - picked_rel)
+    if smooth_mass is not None:
+        loss = loss + smoothing / num_classes * (smooth_mass * lse_rel - smooth_sum_rel)
+    return loss + z_loss * lse**2
+
+
+def sparse_ce_grad(x, is_label, lse, g, w_y, w_c, smooth_mass, smoothing, z_loss, num_classes):
+    """Cotangent of the logits ``x`` (N, B) (any block of classes) in the compute dtype.
+
+    ``g * ((w_y (1-s) + 2 z lse + s/C smooth_mass) p - target)`` with ``p =
+    exp(x - lse)`` and ``target = (1-s) w_y [c = y] + s/C w_c [x_c finite]``;
+    ``is_label`` (N, B) marks the label column, ``smooth_mass`` is None without
+    smoothing, ``w_y`` (N,) or 1.0, ``w_c`` (1, B) or 1.0.
+    """
+    p = jnp.exp(x - lse[:, None])
+    hit = (1 - smoothing) * w_y
+    total = hit + 2 * z_loss * lse
+    target = jnp.where(is_label, hit[..., None] if jnp.ndim(hit) else hit, 0)
+    if smooth_mass is not None:
+        total = total + smoothing / num_classes * smooth_mass
+        target = target + jnp.where(jnp.isfinite(x), smoothing / num_classes * w_c, 0)
+    return g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
+
+
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
     shifted, m, lse_rel = _row_stats(logits)
     num_classes = logits.shape[-1]
     w_y = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[labels]
-    loss = (1 - smoothing) * w_y * (lse_rel - _picked(shifted, labels))
-    smooth_mass = None
+    smooth_mass = smooth_sum = None
     if smoothing_on:
         finite = jnp.isfinite(shifted)
         w_c = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[None, :]
         w_fin = jnp.where(finite, w_c, 0)
         smooth_mass = jnp.sum(w_fin, axis=-1)
-        smooth = smooth_mass * lse_rel - jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
-        loss = loss + smoothing / num_classes * smooth
+        smooth_sum = jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
     lse = m + lse_rel
-    loss = loss + z_loss * lse**2
+    loss = sparse_ce_from_stats(lse_rel, _picked(shifted, labels), lse, w_y, smooth_mass,
+                                smooth_sum, smoothing, z_loss, num_classes)
     return loss, (logits, labels, lse, smooth_mass, smoothing, class_weights, z_loss)
 
 
@@ -95,17 +129,10 @@ def _sparse_bwd(smoothing_on, res, g):
     logits, labels, lse, smooth_mass, smoothing, class_weights, z_loss = res
     dtype = _compute_dtype(logits)
     num_classes = logits.shape[-1]
-    xf = logits.astype(dtype)
-    p = jnp.exp(xf - lse[:, None])
     w_y = 1.0 if class_weights is None else class_weights.astype(dtype)[labels]
-    hit = (1 - smoothing) * w_y
-    total = hit + 2 * z_loss * lse
-    target = jnp.where(_is_label(labels, num_classes), hit[..., None] if jnp.ndim(hit) else hit, 0)
-    if smoothing_on:
-        total = total + smoothing / num_classes * smooth_mass
-        w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-        target = target + jnp.where(jnp.isfinite(xf), smoothing / num_classes * w_c, 0)
-    grad = g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
+    w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
+    grad = sparse_ce_grad(logits.astype(dtype), _is_label(labels, num_classes), lse, g, w_y, w_c,
+                          smooth_mass, smoothing, z_loss, num_classes)
     return (grad.astype(logits.dtype), _zeros_like_int(labels), _zero(smoothing),
             _zero(class_weights), _zero(z_loss))
 
