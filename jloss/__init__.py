@@ -19,6 +19,7 @@ from jloss.classification import (
     squared_hinge,
 )
 from jloss.divergence import kl_divergence
+from jloss.fused import linear_cross_entropy
 from jloss.helpers import one_hot, smooth_labels
 from jloss.regression import (
     gaussian_nll,
@@ -46,6 +47,7 @@ __all__ = [
     "hinge",
     "huber",
     "kl_divergence",
+    "linear_cross_entropy",
     "log_cosh",
     "mae",
     "mean_absolute_error",
