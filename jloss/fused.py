@@ -159,6 +159,7 @@ def _fused_bwd(cfg, res, g):
     operand = jnp.result_type(hidden, weight)  # the dtype the materialised logits would have
     vocab = weight.shape[1]
     g = g.astype(dtype)
+    hidden_op = hidden.astype(operand)  # a no-op unless hidden and weight dtypes differ
 
     def body(carry, w_blk, b_blk, start):
         dhidden, dweight, dbias = carry
@@ -169,7 +170,7 @@ def _fused_bwd(cfg, res, g):
         if cfg.softcap_on:
             dx = dx * (1 - t * t)
         dz = dx.astype(operand)
-        dw_blk = jax.lax.dot_general(hidden.astype(operand), dz, (((0,), (0,)), ((), ())),
+        dw_blk = jax.lax.dot_general(hidden_op, dz, (((0,), (0,)), ((), ())),
                                      preferred_element_type=dtype)
         dweight = jax.lax.dynamic_update_slice_in_dim(
             dweight, dw_blk.astype(weight.dtype), start, axis=1)
