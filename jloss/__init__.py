@@ -20,6 +20,7 @@ from jloss.classification import (
     squared_hinge,
 )
 from jloss.divergence import kl_divergence
+from jloss.fused import linear_cross_entropy
 from jloss.helpers import one_hot, smooth_labels
 from jloss.recommend import Recommendation, recommend
 from jloss.regression import (
@@ -72,6 +73,7 @@ __all__ = [
     "huber",
     "kl_divergence",
     "learning_rate",
+    "linear_cross_entropy",
     "log_cosh",
     "loss_landscape",
     "lr_finder",

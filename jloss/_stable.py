@@ -94,21 +94,55 @@ def _keeps_exp(smoothing_on, logits):
     return not smoothing_on and logits.dtype in (jnp.float32, jnp.float64)
 
 
+def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_rel,
+                         smoothing, z_loss, num_classes):
+    """The sparse softmax CE of one example from its statistics.
+
+    ``lse_rel = log sum_c exp(x_c - m)``, ``picked_rel = x_y - m``, ``lse = m +
+    lse_rel``; with smoothing (else ``smooth_mass`` is None)
+    ``smooth_mass = sum_{c finite} w_c`` and ``smooth_sum_rel = sum_{c finite}
+    w_c (x_c - m)``. Shared by the dense-logits kernel below and the
+    vocabulary-blocked kernel of :mod:`jloss.fused`, which builds the same
+    statistics block by block.
+    """
+    loss = (1 - smoothing) * w_y * (lse_rel - picked_rel)
+    if smooth_mass is not None:
+        loss = loss + smoothing / num_classes * (smooth_mass * lse_rel - smooth_sum_rel)
+    return loss + z_loss * lse**2
+
+
+def sparse_ce_grad(x, is_label, lse, g, w_y, w_c, smooth_mass, smoothing, z_loss, num_classes):
+    """Cotangent of the logits ``x`` (N, B) (any block of classes) in the compute dtype.
+
+    ``g * ((w_y (1-s) + 2 z lse + s/C smooth_mass) p - target)`` with ``p =
+    exp(x - lse)`` and ``target = (1-s) w_y [c = y] + s/C w_c [x_c finite]``;
+    ``is_label`` (N, B) marks the label column, ``smooth_mass`` is None without
+    smoothing, ``w_y`` (N,) or 1.0, ``w_c`` (1, B) or 1.0.
+    """
+    p = jnp.exp(x - lse[:, None])
+    hit = (1 - smoothing) * w_y
+    total = hit + 2 * z_loss * lse
+    target = jnp.where(is_label, hit[..., None] if jnp.ndim(hit) else hit, 0)
+    if smooth_mass is not None:
+        total = total + smoothing / num_classes * smooth_mass
+        target = target + jnp.where(jnp.isfinite(x), smoothing / num_classes * w_c, 0)
+    return g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
+
+
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
     shifted, m, lse_rel = _row_stats(logits)
     num_classes = logits.shape[-1]
     w_y = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[labels]
     x_y = _picked(logits, labels).astype(shifted.dtype)  # gather from the input: no (N, C) temp
-    loss = (1 - smoothing) * w_y * (lse_rel - (x_y - m))
-    smooth_mass = None
+    smooth_mass = smooth_sum = None
     if smoothing_on:
         finite = jnp.isfinite(shifted)
         w_c = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[None, :]
         w_fin = jnp.where(finite, w_c, 0)
         smooth_mass = jnp.sum(w_fin, axis=-1)
-        smooth = smooth_mass * lse_rel - jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
-        loss = loss + smoothing / num_classes * smooth
-    loss = loss + z_loss * (m + lse_rel) ** 2
+        smooth_sum = jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
+    loss = sparse_ce_from_stats(lse_rel, x_y - m, m + lse_rel, w_y, smooth_mass, smooth_sum,
+                                smoothing, z_loss, num_classes)
     kept = jnp.exp(shifted) if _keeps_exp(smoothing_on, logits) else logits
     return loss, (kept, labels, x_y, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
 

@@ -261,12 +261,18 @@ def _label_mask(labels, ignore_index, where, loss_shape):
     return combine_masks(loss_mask(where, loss_shape), keep)
 
 
-def sparse_rows(logits, labels, where, ignore_index, axis, fill):
-    """Flatten to (N, C) rows with safe labels; returns (x, labels, valid, mask)."""
+def sparse_rows(logits, labels, where, ignore_index, axis, fill, num_classes=None):
+    """Flatten to (N, C) rows with safe labels; returns (x, labels, valid, mask).
+
+    ``num_classes`` defaults to ``logits.shape[axis]``; a caller whose rows are
+    not logits (the hidden states of :func:`jloss.linear_cross_entropy`) passes it.
+    Masked rows of ``x`` are replaced by ``fill`` and their labels by 0.
+    """
     loss_shape = labels.shape
     mask = _label_mask(labels, ignore_index, where, loss_shape)
     row_mask = None if mask is None else mask.reshape(-1)
-    num_classes = logits.shape[axis]
+    if num_classes is None:
+        num_classes = logits.shape[axis]
     x = fill_masked(to_rows(logits, axis), row_mask, fill)
     y = fill_masked(labels.reshape(-1), row_mask, 0)
     valid = (y >= 0) & (y < num_classes)
