@@ -203,10 +203,13 @@ except TypeError as err:
 print("fixed:", jloss.sparse_categorical_cross_entropy(class_logits, jnp.array([0, 2])))
 
 # %% [markdown]
-# **A label out of range.** With 3 classes the label 3 does not exist. `jnp.take` would
-# silently clamp it to class 2; jloss raises in an eager call:
+# **A label out of range.** With 3 classes the label 3 does not exist. A hand-written loss
+# that indexes the log-probabilities silently clamps it to class 2 (JAX clamps out-of-range
+# indices); jloss raises in an eager call:
 # %%
 bad_labels = jnp.array([0, 3])
+log_probs = jax.nn.log_softmax(class_logits)
+print("hand-written, per example:", -log_probs[jnp.arange(2), bad_labels])
 try:
     jloss.sparse_categorical_cross_entropy(class_logits, bad_labels)
 except jloss.LossInputError as err:
