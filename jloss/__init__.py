@@ -20,6 +20,7 @@ from jloss.classification import (
 )
 from jloss.divergence import kl_divergence
 from jloss.helpers import one_hot, smooth_labels
+from jloss.recommend import Recommendation, recommend
 from jloss.regression import (
     gaussian_nll,
     huber,
@@ -44,11 +45,13 @@ from jloss.train import (
     shard_batch,
     unreplicate,
 )
+from jloss.viz import loss_landscape, lr_finder
 
 __version__ = "0.1.0"
 
 __all__ = [
     "LossInputError",
+    "Recommendation",
     "TrainState",
     "binary_cross_entropy",
     "binary_focal_loss",
@@ -62,6 +65,8 @@ __all__ = [
     "kl_divergence",
     "learning_rate",
     "log_cosh",
+    "loss_landscape",
+    "lr_finder",
     "mae",
     "make_schedule",
     "make_train_step",
@@ -74,6 +79,7 @@ __all__ = [
     "per_example_grads",
     "pinball",
     "poisson_nll",
+    "recommend",
     "replicate",
     "shard_batch",
     "smooth_l1",

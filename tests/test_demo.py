@@ -1,0 +1,190 @@
+"""``jloss demo``: the quick run on a fixed seed computes every claim's numbers.
+
+The quick demo runs once, through the command line (``python -m jloss demo
+--quick --json ...``) in a subprocess, and each test reads its claim from the
+JSON. Where a claim holds on the data, its test checks that it holds; where it
+does not (label smoothing and ECE, CE vs MSE under Adam), the test checks that
+the numbers are computed and that the verdict follows from them.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from jloss import cli, demo
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _run(*args, **kwargs):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run([sys.executable, "-m", "jloss", *args], capture_output=True, text=True, env=env,
+                          cwd=kwargs.get("cwd", ROOT), timeout=900)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    proc = _run("demo", "--quick", "--seed", "0", "--no-progress", "--out", str(out), "--json",
+                str(out / "results.json"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = {r["key"]: r for r in json.loads((out / "results.json").read_text())}
+    return {"out": out, "stdout": proc.stdout, "results": results}
+
+
+def test_runs_every_experiment_and_prints_the_tables(quick):
+    assert list(quick["results"]) == list(demo.CLAIMS)
+    text = quick["stdout"]
+    assert "Which loss? (jloss.recommend)" in text and "huber" in text  # the guide
+    assert "== summary" in text
+    for key, res in quick["results"].items():
+        assert f"{key}: " in text
+        assert res["rows"] and all(len(r) == len(res["headers"]) for r in res["rows"])
+        assert res["verdict"] in text
+
+
+def test_writes_the_plots(quick):
+    names = sorted(p.name for p in quick["out"].glob("*.png"))
+    assert names == sorted(f"demo-{k}.png" for k in demo.CLAIMS)
+    for res in quick["results"].values():
+        data = pathlib.Path(res["plot"]).read_bytes()
+        assert data[:8] == PNG and len(data) < 200_000
+
+
+def test_a_outliers(quick):
+    res = quick["results"]["outliers"]
+    rmse = res["numbers"]["rmse"]
+    assert set(rmse) == {"MSE (clean targets, reference)", "MSE", "MAE", "Huber (delta=1)"}
+    assert all(np.isfinite(v) and v > 0 for v in rmse.values())
+    assert res["holds"] is True
+    assert rmse["MAE"] < rmse["MSE"] and rmse["Huber (delta=1)"] < rmse["MSE"]
+    # the outliers are what hurts MSE: trained on clean targets it does better
+    assert rmse["MSE (clean targets, reference)"] < rmse["MSE"]
+
+
+def test_b_ce_vs_mse(quick):
+    res = quick["results"]["ce-vs-mse"]
+    steps, verdicts = res["numbers"]["steps"], res["numbers"]["verdicts"]
+    assert set(steps) == {"SGD lr=0.1 / cross-entropy", "SGD lr=0.1 / MSE on softmax",
+                          "SGD lr=1.0 / MSE on softmax", "Adam lr=1e-3 / cross-entropy",
+                          "Adam lr=1e-3 / MSE on softmax"}
+    for v in steps.values():
+        assert 0 <= v["final_accuracy"] <= 1 and len(v["steps"]) == 2
+    # holds with SGD: cross-entropy gets there, MSE on softmax at the same rate does not
+    assert verdicts["SGD lr=0.1"] == "CE faster"
+    assert steps["SGD lr=0.1 / cross-entropy"]["median_steps"] is not None
+    # with Adam the two are measured; the overall verdict follows from both comparisons
+    assert steps["Adam lr=1e-3 / cross-entropy"]["median_steps"] is not None
+    assert res["holds"] == all(v == "CE faster" for v in verdicts.values())
+
+
+def test_c_gradients(quick):
+    res = quick["results"]["gradients"]
+    n = res["numbers"]
+    np.testing.assert_allclose(np.round(n["bce"], 2), [4.61, 2.30, 0.69, 0.11, 0.01])
+    np.testing.assert_allclose(n["grad_bce"], np.array([0.01, 0.10, 0.50, 0.90, 0.99]) - 1, atol=1e-6)
+    p = np.array([0.01, 0.10, 0.50, 0.90, 0.99])
+    np.testing.assert_allclose(n["grad_mse"], 2 * (p - 1) * p * (1 - p), atol=1e-6)
+    assert n["ratio_at_0.01"] == pytest.approx(1 / (2 * 0.01 * 0.99), rel=1e-4)
+    assert n["table_matches"] is True
+    assert n["data_grad_ratio"] >= 10
+    assert n["start_accuracy"] < 0.2  # the start really is confidently wrong
+    assert res["holds"] is True
+
+
+def test_d_imbalance(quick):
+    res = quick["results"]["imbalance"]
+    n = res["numbers"]
+    assert 0.03 < n["train_positives"] / n["train_size"] < 0.07
+    assert all(0 <= v <= 1 for v in n["recall"].values())
+    assert res["holds"] is True
+    weighted = next(k for k in n["recall"] if k.startswith("BCE, pos_weight"))
+    assert n["recall"][weighted] > n["recall"]["BCE"]
+    assert weighted in n["better_than_bce"]
+    assert n["recall_gain"][weighted] > 2 * n["recall_gain_se"][weighted]
+
+
+def test_e_learning_rates_and_optimizers(quick):
+    res = quick["results"]["optimizers"]
+    lrs = res["numbers"]["learning_rates"]
+    assert [float(k) for k in lrs] == list(demo.LEARNING_RATES)
+    assert lrs[str(demo.LEARNING_RATES[-1])]["verdict"] == "diverged"
+    assert lrs[str(demo.LEARNING_RATES[0])]["verdict"] == "crawled"
+    assert res["holds"] is True
+    opts = res["numbers"]["optimizers"]
+    assert len(opts) == 4 and all(0 <= v["test_accuracy"] <= 1 for v in opts.values())
+    assert {k.split()[0] for k in opts} == {"sgd", "momentum", "adam", "rmsprop"}
+
+
+def test_f_calibration(quick):
+    res = quick["results"]["calibration"]
+    by = res["numbers"]["by_smoothing"]
+    assert [float(k) for k in by] == list(demo.SMOOTHING)
+    for v in by.values():
+        assert 0 <= v["ece"] <= 1 and 0 <= v["accuracy"] <= 1 and v["nll"] > 0
+    assert res["holds"] == (by["0.1"]["ece"] < by["0.0"]["ece"])
+    # label smoothing lowers the confidence, whatever that does to the ECE
+    assert by["0.1"]["confidence"] < by["0.0"]["confidence"]
+
+
+def test_tools(quick):
+    finder = quick["results"]["lr-finder"]["numbers"]
+    assert 1e-4 <= finder["suggested_lr"] <= 100 and finder["steps"] >= 2
+    land = quick["results"]["landscape"]["numbers"]
+    assert all(np.isfinite(v) for v in land["center"].values())
+    assert land["surface_min"] <= min(land["center"].values()) + 1e-6
+
+
+# ----------------------------------------------------------- command line, helpers
+
+
+def test_help():
+    proc = _run("demo", "--help")
+    assert proc.returncode == 0
+    for word in ("--quick", "--out", "--seed", "--no-progress", "--only", "outliers", "calibration",
+                 "scikit-learn"):
+        assert word in proc.stdout
+
+
+def test_only_unknown_experiment_is_an_error(capsys):
+    with pytest.raises(SystemExit) as err:
+        cli.main(["demo", "--only", "nope"])
+    assert err.value.code == 2
+    assert "unknown experiment" in capsys.readouterr().err
+    # rejected before anything is set up: the test process's XLA flags are left alone
+    assert "xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", "")
+
+
+def test_no_command_is_an_error():
+    with pytest.raises(SystemExit):
+        cli.main([])
+
+
+def test_run_rejects_unknown_names():
+    with pytest.raises(ValueError, match="unknown experiment"):
+        demo.run(only=["nope"], out=None)
+
+
+def test_expected_calibration_error():
+    labels = np.array([0, 1, 0, 1])
+    confident = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # conf 1, accuracy 3/4
+    assert demo._expected_calibration_error(confident, labels) == pytest.approx(0.25)
+    calibrated = np.array([[0.5, 0.5]] * 4)  # conf 0.5, argmax 0: accuracy 1/2
+    assert demo._expected_calibration_error(calibrated, labels) == pytest.approx(0.0)
+
+
+def test_recall_and_specificity():
+    pred, labels = np.array([1, 0, 1, 1, 0]), np.array([1, 1, 0, 1, 0])
+    assert demo._recall(pred, labels) == pytest.approx(2 / 3)
+    assert demo._specificity(pred, labels) == pytest.approx(1 / 2)
+
+
+def test_format_table():
+    text = demo.format_table(["a", "bb"], [("x", 1), ("yyy", 22)])
+    assert text.splitlines() == ["a    bb", "---  --", "x    1", "yyy  22"]
