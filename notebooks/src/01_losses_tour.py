@@ -161,6 +161,22 @@ print("all masked:", jloss.mse(predictions, targets, where=jnp.zeros(4, bool)))
 # The model's last layer stays linear: the activation is applied inside the loss, stably,
 # and used by you only to read out probabilities at prediction time.
 #
+# The same guide as a function: `jloss.recommend(task, ...)` returns the loss, the activation
+# it pairs with, the reason, and options; `.bind()` gives the loss with those options.
+# %%
+for task, options in [("regression", {}), ("regression", {"outliers": True}),
+                      ("regression", {"quantile": 0.9}), ("binary", {}),
+                      ("binary", {"imbalance": True, "positive_fraction": 0.05}),
+                      ("multiclass", {}), ("multiclass", {"integer_labels": False})]:
+    rec = jloss.recommend(task, **options)
+    chosen = ", ".join(f"{k}={v:.3g}" for k, v in rec.options.items())
+    print(f"{task:10s} {options!s:47s} -> {rec.name}({chosen}), {rec.activation}")
+
+rec = jloss.recommend("regression", outliers=True)
+print(rec.reason)
+print("loss:", rec.bind()(jnp.array([0.0, 1.0, 10.0]), jnp.zeros(3)))
+
+# %% [markdown]
 # ## 6. Classic mistakes, and what jloss says about them
 #
 # Each mistake below is one that silently gives a wrong loss with hand-written code. jloss

@@ -173,3 +173,9 @@ plt.show()
 # **Summary.** Use MSE when the noise is roughly Gaussian, Huber (with `delta` about the
 # size of a normal error) when some targets may be wrong, MAE when the noise is heavy-tailed
 # and you want the median, and the pinball loss for quantiles or prediction intervals.
+# `jloss.recommend` gives the same advice in code:
+# %%
+for options in ({}, {"outliers": True}, {"noisy": True}, {"quantile": 0.9}):
+    rec = jloss.recommend("regression", **options)
+    chosen = ", ".join(f"{k}={v:g}" for k, v in rec.options.items())
+    print(f"{options!s:20s} -> {rec.name}({chosen})")
