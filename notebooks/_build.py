@@ -68,7 +68,7 @@ def _options(text):
 
 def build(source):
     """The notebook (an ``nbformat.NotebookNode``) made from one source file."""
-    lines = pathlib.Path(source).read_text().splitlines()
+    lines = pathlib.Path(source).read_text(encoding="utf-8").splitlines()
     starts = [i for i, line in enumerate(lines) if _MARKER.match(line)]
     if not starts:
         raise ValueError(f"{source}: no '# %%' cell markers")
@@ -117,12 +117,12 @@ def main(argv):
     stale = []
     for source, notebook in targets():
         text = render(source)
-        if notebook.exists() and notebook.read_text() == text:
+        if notebook.exists() and notebook.read_text(encoding="utf-8") == text:
             continue
         if check:
             stale.append(notebook.name)
         else:
-            notebook.write_text(text)
+            notebook.write_text(text, encoding="utf-8")
             print(f"wrote {notebook.relative_to(HERE.parent)}")
     if stale:
         print("out of date (run python notebooks/_build.py):", ", ".join(stale))

@@ -59,8 +59,9 @@ def _execute(nb, name, timeout_s=TIMEOUT_S):
         client.execute(env=_kernel_env())
     except nbclient.exceptions.CellTimeoutError:
         index = current["index"]
+        source = "(before the first cell)" if index is None else nb.cells[index].source
         failure = (f"{name}: timed out in cell {index} (the notebook's budget of {timeout_s} s ran out)\n"
-                   f"--- cell source ---\n{nb.cells[index].source}")
+                   f"--- cell source ---\n{source}")
     except (nbclient.exceptions.CellExecutionError, nbclient.exceptions.DeadKernelError) as err:
         failure = f"{name}: cell {current['index']} failed\n{_ANSI.sub('', str(err))}"
     if failure:
@@ -95,7 +96,7 @@ def test_notebooks_are_built_from_their_sources():
     built = {notebook for _, notebook in build.targets()}
     assert built == set(NOTEBOOKS), "every notebook has a source in notebooks/src/ and vice versa"
     for source, notebook in build.targets():
-        assert notebook.read_text() == build.render(source), (
+        assert notebook.read_text(encoding="utf-8") == build.render(source), (
             f"{notebook.name} differs from {source.name}: run python notebooks/_build.py")
 
 
@@ -109,7 +110,7 @@ def test_notebook_is_committed_clean_and_opens_with_the_colab_install(path):
 
 
 def test_readme_links_every_notebook():
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
     section = readme.split("## Notebooks", 1)[1].split("\n## ", 1)[0]
     linked = set(re.findall(r"\]\((notebooks/[^)]+\.ipynb)\)", section))
     assert linked == {f"notebooks/{p.name}" for p in NOTEBOOKS}
