@@ -125,7 +125,7 @@ def grads_of(case, scalar_fn, args):
 
     def f(*diff):
         full = list(args)
-        for i, d in zip(case.diff_args, diff):
+        for i, d in zip(case.diff_args, diff, strict=False):
             full[i] = d
         return scalar_fn(*full)
 
@@ -224,7 +224,7 @@ def _safe_labels(labels, ignore_index):
 
 def _err_inputs(kinks):
     def make(rng, batch, opts):
-        shape = tuple(batch) + (F,)
+        shape = (*tuple(batch), F)
         targets = rng.normal(size=shape)
         return targets + _signed_away(rng, shape, kinks), targets
     return make
@@ -261,7 +261,7 @@ def ref_pinball(p, t, quantile=0.5):
 
 
 def make_gaussian(rng, batch, opts):
-    shape = tuple(batch) + (F,)
+    shape = (*tuple(batch), F)
     mean = rng.normal(size=shape)
     targets = rng.normal(size=shape)
     variance = rng.uniform(0.05, 2.0, size=shape)
@@ -276,7 +276,7 @@ def ref_gaussian_nll(mean, targets, variance, eps=1e-6, full=False):
 
 def make_poisson(rng, batch, opts):
     """Counts, never 1: the Stirling term of ``full`` jumps at y = 1 (as in torch)."""
-    shape = tuple(batch) + (F,)
+    shape = (*tuple(batch), F)
     targets = rng.choice([0.0, 2.0, 3.0, 5.0, 2.5], size=shape)
     if opts.get("log_input", True):
         return rng.normal(scale=0.7, size=shape), targets
@@ -295,7 +295,7 @@ def ref_poisson_nll(x, y, log_input=True, full=False, eps=1e-8):
 
 
 def make_binary(rng, batch, opts):
-    shape = tuple(batch) + (F,)
+    shape = (*tuple(batch), F)
     labels = rng.choice([0.0, 1.0, 0.3, 0.8], size=shape)
     if opts.get("from_logits", True):
         return rng.normal(scale=2.0, size=shape), labels
@@ -328,7 +328,7 @@ def ref_binary_focal(x, y, gamma=2.0, alpha=0.25, from_logits=True):
 
 
 def make_hinge(rng, batch, opts):
-    shape = tuple(batch) + (F,)
+    shape = (*tuple(batch), F)
     margin = opts.get("margin", 1.0)
     labels = rng.choice([-1.0, 0.0, 1.0], size=shape)
     scores = _signed_away(rng, shape, (margin,), low=0.0, high=2.5 * margin)
@@ -353,7 +353,7 @@ def _simplex(rng, shape, low=0.05):
 
 
 def make_dense(rng, batch, opts):
-    shape = tuple(batch) + (C,)
+    shape = (*tuple(batch), C)
     targets = _simplex(rng, shape)
     if opts.get("from_logits", True):
         return rng.normal(scale=2.0, size=shape), targets
@@ -373,7 +373,7 @@ def ref_dense_ce(x, t, from_logits=True, label_smoothing=0.0, class_weights=None
 
 
 def make_sparse(rng, batch, opts):
-    shape = tuple(batch) + (C,)
+    shape = (*tuple(batch), C)
     labels = rng.integers(0, C, size=tuple(batch))
     ignore = opts.get("ignore_index")
     if ignore is not None and labels.size:
@@ -421,7 +421,7 @@ def ref_categorical_focal(x, labels, gamma=2.0, alpha=None, ignore_index=None):
 
 def make_multiclass_hinge(rng, batch, opts):
     """Scores on a 0.37 lattice (+-0.02): margins 0.5 / 1 are never within 0.1 of a kink."""
-    shape = tuple(batch) + (C,)
+    shape = (*tuple(batch), C)
     scores = np.argsort(rng.uniform(size=shape), axis=-1) * 0.37 - 0.7
     scores = scores + rng.uniform(-0.02, 0.02, size=shape)
     labels = rng.integers(0, C, size=tuple(batch))
@@ -440,7 +440,7 @@ def ref_multiclass_hinge(s, labels, margin=1.0, p=1, class_weights=None):
 
 
 def make_kl(rng, batch, opts):
-    shape = tuple(batch) + (C,)
+    shape = (*tuple(batch), C)
     targets = _simplex(rng, shape, low=0.5)  # t log t: keep finite differences accurate
     if opts.get("log_targets", False):
         targets = np.log(targets)

@@ -28,7 +28,7 @@ def _vg(fn, x, *args, reduction="sum", **kw):
 
 
 def _same(a, b, rtol=1e-5, atol=1e-6):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=False):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
@@ -144,7 +144,8 @@ def test_axis_is_moveaxis(case):
                   for i, a in enumerate(args))  # (2, C, 3), labels stay (2, 3)
 
     def vg(a, axis):
-        f = lambda x: case.fn(x, *a[1:], **opts, axis=axis, reduction="none")
+        def f(x):
+            return case.fn(x, *a[1:], **opts, axis=axis, reduction="none")
         return f(a[0]), jax.grad(lambda x: f(x).sum())(a[0])
 
     (v_last, g_last), (v_mid, g_mid) = jax.jit(lambda a, m: (vg(a, -1), vg(m, 1)))(args, moved)

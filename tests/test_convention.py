@@ -96,7 +96,7 @@ def test_reductions_weights_where(case, opts, x64):
                                    err_msg=r)
     assert np.all(np.asarray(values["none"])[~where] == 0.0)
     directional = sum(np.sum(np.nan_to_num(np.asarray(g)) * direction[i])
-                      for g, i in zip(grads, case.diff_args))
+                      for g, i in zip(grads, case.diff_args, strict=False))
     np.testing.assert_allclose(directional, float(slope), rtol=1e-6, atol=1e-9,
                                err_msg="gradient != finite difference")
     for g in grads:
@@ -205,7 +205,7 @@ def test_mask_equals_subset(case, opts):
     rows = consts["rows"]
     (v_full, g_full), (v_part, g_part) = out["subset"]
     np.testing.assert_allclose(float(v_full), float(v_part), rtol=RTOL, atol=ATOL)
-    for gf, gp in zip(g_full, g_part):
+    for gf, gp in zip(g_full, g_part, strict=False):
         gf = np.asarray(gf)
         np.testing.assert_allclose(gf[rows], np.asarray(gp), rtol=RTOL, atol=ATOL)
         assert np.all(gf[~rows] == 0.0)

@@ -42,7 +42,7 @@ def test_half_precision_is_computed_in_float32(case, opts):
                                    rtol=2e-5, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(float(v_half), float(v_single), rtol=1e-6, err_msg=name)
         eps = float(jnp.finfo(dtype).eps)
-        for gh, gs, i in zip(g_half, g_single, case.diff_args):
+        for gh, gs, i in zip(g_half, g_single, case.diff_args, strict=False):
             assert gh.dtype == half[name][i].dtype == dtype
             np.testing.assert_allclose(np.asarray(gh, np.float64),
                                        np.asarray(gs.astype(dtype), np.float64), rtol=2 * eps,
@@ -121,8 +121,9 @@ def test_mixed_dtypes_binary_cross_entropy():
     expected = jloss.binary_cross_entropy(x.astype(jnp.float32), jnp.asarray(y, jnp.float32),
                                           label_smoothing=0.1)
     for labels in (jnp.asarray(y, jnp.float32), jnp.asarray(y, bool), jnp.asarray(y, jnp.int32)):
-        f = lambda x, labels=labels: jloss.binary_cross_entropy(
-            x, labels, label_smoothing=0.1)
+        def f(x, labels=labels):
+            return jloss.binary_cross_entropy(
+                    x, labels, label_smoothing=0.1)
         value, gx = jax.value_and_grad(f)(x)
         assert value.dtype == jnp.float32 and gx.dtype == jnp.bfloat16
         np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)

@@ -40,7 +40,7 @@ def _args(case, batch=(4,), opts=None):
 def test_mismatched_shapes_name_both_arguments(case, jit):
     args = list(_args(case))
     good = args[0].shape
-    bad = good[:-1] + (good[-1] + 1,)
+    bad = (*good[:-1], good[-1] + 1)
     args[1] = jnp.zeros(bad, args[1].dtype)
     first, second = case.arg_names[:2]
     fn = jax.jit(case.fn) if jit else case.fn
@@ -72,8 +72,8 @@ def test_weights_and_where_must_broadcast_without_changing_the_shape(case):
     shape = case.loss_shape(args)
     with pytest.raises(ValueError, match=_all_of("weights", "(7,)", str(shape))):
         case.fn(*args, weights=jnp.ones((7,)))
-    with pytest.raises(ValueError, match=_all_of("where", str((2,) + shape))):
-        case.fn(*args, where=jnp.ones((2,) + shape, bool))
+    with pytest.raises(ValueError, match=_all_of("where", str((2, *shape)))):
+        case.fn(*args, where=jnp.ones((2, *shape), bool))
     with pytest.raises(TypeError, match="where must be a boolean"):
         case.fn(*args, where=jnp.ones(shape))
 

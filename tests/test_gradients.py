@@ -31,7 +31,7 @@ def _setup(case, opts, salt=0):
 
     def loss(*diff):
         full = list(args)
-        for i, d in zip(case.diff_args, diff):
+        for i, d in zip(case.diff_args, diff, strict=False):
             full[i] = d
         return case.fn(*full, **opts, weights=weights, where=where)
 
@@ -45,7 +45,7 @@ def test_check_grads_order_2(case, x64):
     def stacked(per_option_args):
         # value checks cannot run on traced values: the finite differences may
         # leave the simplex by 1e-4, which is what they are meant to do
-        return jnp.stack([loss(*a) for (loss, _), a in zip(setups, per_option_args)])
+        return jnp.stack([loss(*a) for (loss, _), a in zip(setups, per_option_args, strict=False)])
 
     args = tuple(a for _, a in setups)
     check_grads(jax.jit(stacked), (args,), order=2, modes=["rev"])

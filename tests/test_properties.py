@@ -37,21 +37,24 @@ GAMMA = st.sampled_from([0.0, 0.5, 1.0, 2.0, 5.0]) | st.floats(0, 5)
 
 @jax.jit
 def _sparse(x, y, s):
-    f = lambda x: jloss.sparse_categorical_cross_entropy(
-        x, y, label_smoothing=s, reduction="none")
+    def f(x):
+        return jloss.sparse_categorical_cross_entropy(
+            x, y, label_smoothing=s, reduction="none")
     return f(x), jax.grad(lambda x: f(x).sum())(x)
 
 
 @jax.jit
 def _dense(x, t, s):
-    f = lambda x: jloss.categorical_cross_entropy(
-        x, t, label_smoothing=s, reduction="none")
+    def f(x):
+        return jloss.categorical_cross_entropy(
+            x, t, label_smoothing=s, reduction="none")
     return f(x), jax.grad(lambda x: f(x).sum())(x)
 
 
 @jax.jit
 def _focal(x, y, gamma):
-    f = lambda x: jloss.categorical_focal_loss(x, y, gamma=gamma, reduction="none")
+    def f(x):
+        return jloss.categorical_focal_loss(x, y, gamma=gamma, reduction="none")
     return f(x), jax.grad(lambda x: f(x).sum())(x)
 
 
@@ -112,10 +115,12 @@ BIN_LABELS = hnp.arrays(np.float32, (N, 3), elements=st.sampled_from([0.0, 1.0])
 
 @jax.jit
 def _binary(x, y, s, gamma):
-    bce = lambda x: jloss.binary_cross_entropy(
-        x, y, label_smoothing=s, reduction="none")
-    focal = lambda x: jloss.binary_focal_loss(
-        x, y, gamma=gamma, alpha=None, reduction="none")
+    def bce(x):
+        return jloss.binary_cross_entropy(
+            x, y, label_smoothing=s, reduction="none")
+    def focal(x):
+        return jloss.binary_focal_loss(
+            x, y, gamma=gamma, alpha=None, reduction="none")
     return (bce(x), jax.grad(lambda x: bce(x).sum())(x),
             focal(x), jax.grad(lambda x: focal(x).sum())(x))
 

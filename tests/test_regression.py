@@ -24,7 +24,7 @@ def _value_and_grad(fn, p=P, t=T, **kw):
 
 
 def _same(a, b, rtol=1e-6, atol=1e-7):
-    for x, y in zip(a, b):
+    for x, y in zip(a, b, strict=False):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=rtol, atol=atol)
 
 
@@ -93,7 +93,8 @@ def test_log_cosh_is_accurate_for_every_error():
 
 
 def test_log_cosh_curvature_at_zero_is_one():
-    f = lambda p: jloss.log_cosh(p, jnp.zeros(3), reduction="sum")
+    def f(p):
+        return jloss.log_cosh(p, jnp.zeros(3), reduction="sum")
     np.testing.assert_allclose(np.asarray(jax.hessian(f)(jnp.zeros(3))), np.eye(3), atol=1e-6)
 
 

@@ -82,8 +82,9 @@ def test_categorical_focal_at_logits_1e8(gamma):
     x = jnp.asarray(CE_X, jnp.float32)
     for label in range(5):
         labels = jnp.full((3,), label)
-        f = lambda x, labels=labels: jloss.categorical_focal_loss(
-            x, labels, gamma=gamma, reduction="sum")
+        def f(x, labels=labels):
+            return jloss.categorical_focal_loss(
+                    x, labels, gamma=gamma, reduction="sum")
         value, g = jax.value_and_grad(f)(x)
         lp = log_softmax(np.asarray(x, np.float64))[:, label]
         expected = np.sum(-(-np.expm1(lp)) ** gamma * lp)

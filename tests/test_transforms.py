@@ -15,7 +15,7 @@ RTOL, ATOL = 1e-5, 1e-6
 
 
 def _close(a, b, what):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=False):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL,
                                    err_msg=what)
 
