@@ -130,9 +130,12 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
     if bad or bool(np.any(np.isnan(v))):
         lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
         hi = "" if high is None else f"{high}" + (")" if high_open else "]")
-        span = f"in {lo}, {hi}" if low is not None and high is not None else (
-            f"{'>' if low_open else '>='} {low}" if low is not None else f"{'<' if high_open else '<='} {high}"
-        )
+        if low is not None and high is not None:
+            span = f"in {lo}, {hi}"
+        elif low is not None:
+            span = f"{'>' if low_open else '>='} {low}"
+        else:
+            span = f"{'<' if high_open else '<='} {high}"
         raise ValueError(f"{name} must be {span}, got {v.tolist() if v.ndim else v.item()}")
 
 
