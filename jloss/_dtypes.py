@@ -16,7 +16,3 @@ def compute_dtype(*arrays):
             dtype = jnp.promote_types(dtype, jnp.asarray(a).dtype)
     return dtype
 
-
-def as_compute(x, dtype):
-    """Cast ``x`` (any numeric dtype) to the compute dtype."""
-    return jnp.asarray(x).astype(dtype)
