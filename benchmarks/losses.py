@@ -1,6 +1,6 @@
 """Sparse categorical cross-entropy: jloss vs optax, side by side in one run.
 
-    python3 benchmarks/losses.py            # full table (about a minute on 2 CPU cores)
+    python3 benchmarks/losses.py            # full table (about two minutes on 2 CPU cores)
     python3 benchmarks/losses.py --quick    # small sizes, a smoke run
 
 For each case it measures, for value-and-grad of the mean loss w.r.t. the
@@ -95,7 +95,7 @@ def mib(b):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=21)
     args = parser.parse_args()
     cases = QUICK if args.quick else CASES
     print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0].device_kind}")

@@ -43,20 +43,45 @@ def _zero(v):
     return None if v is None else jnp.zeros_like(v)
 
 
+def _row_max(x):
+    """Per-row max in the compute dtype, 0 for an all -inf row.
+
+    Taken in the input dtype, where it is exact: taken on a float32 upcast of
+    half-precision logits, XLA would materialise that upcast to share it
+    between the max and the exp.
+    """
+    m = jnp.max(x, axis=-1).astype(_compute_dtype(x))
+    return jnp.where(jnp.isfinite(m), m, 0)
+
+
 def _row_stats(x):
-    """Per-row max ``m`` (0 for an all -inf row), ``x - m`` and ``log sum exp(x - m)``."""
-    xf = x.astype(_compute_dtype(x))
-    m = jnp.max(xf, axis=-1)
-    m = jnp.where(jnp.isfinite(m), m, 0)
-    shifted = xf - m[:, None]
-    lse_rel = jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
-    return shifted, m, lse_rel
+    """Per-row max ``m``, ``x - m`` and ``log sum exp(x - m)``."""
+    m = _row_max(x)
+    shifted = x.astype(m.dtype) - m[:, None]
+    return shifted, m, jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+
+
+def _upcast(x):
+    """``x`` in the compute dtype, bfloat16 widened through its bits (exact, equal to ``astype``).
+
+    The sparse kernel reads half-precision logits three ways: the forward's
+    sum of exponentials, the label gather and the backward. On XLA:CPU the
+    sum is fused with its ``convert`` (the logits are read once, nothing is
+    written) only while that ``convert`` is the logits' sole float user; the
+    other two read through this bit-level widening, which XLA does not merge
+    with it. Otherwise XLA writes a float32 (N, C) copy: about 2x slower in
+    bfloat16 (``benchmarks/losses.py``).
+    """
+    if x.dtype == jnp.bfloat16:
+        bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
+        return jax.lax.bitcast_convert_type(bits, jnp.float32)
+    return x.astype(_compute_dtype(x))
 
 
 def _probs(logits, m, lse_rel):
     """Backward-pass softmax from the saved row stats, relative to the row max."""
     shifted = logits.astype(_compute_dtype(logits)) - m[:, None]
-    return shifted, jnp.exp(shifted - lse_rel[:, None])
+    return shifted, softmax_rel(shifted, lse_rel)
 
 
 def _picked(a, labels):
@@ -81,19 +106,6 @@ def sparse_softmax_ce(smoothing_on, logits, labels, smoothing, class_weights, z_
     return _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss)[0]
 
 
-def _keeps_exp(smoothing_on, logits):
-    """Which V-sized tensor the backward keeps.
-
-    float32 / float64 logits without smoothing: ``exp(x - max)`` from the forward,
-    so the backward needs no second exp (the forward's exp pass is the cost on
-    CPU; measured in benchmarks/losses.py). Half-precision logits, or label
-    smoothing (which needs to know which logits are -inf): the logits
-    themselves, and the backward recomputes the exp; never a float32 copy of
-    half-precision logits.
-    """
-    return not smoothing_on and logits.dtype in (jnp.float32, jnp.float64)
-
-
 def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_rel,
                          smoothing, z_loss, num_classes):
     """The sparse softmax CE of one example from its statistics.
@@ -111,68 +123,94 @@ def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_
     return loss + z_loss * lse**2
 
 
-def sparse_ce_grad(x, is_label, lse, g, w_y, w_c, smooth_mass, smoothing, z_loss, num_classes):
-    """Cotangent of the logits ``x`` (N, B) (any block of classes) in the compute dtype.
+def sparse_ce_grad(p, finite, is_label, g, w_y, w_c, lse, smooth_mass, smoothing, z_loss,
+                   num_classes):
+    """Cotangent of the logits of any block of classes, in the compute dtype.
 
-    ``g * ((w_y (1-s) + 2 z lse + s/C smooth_mass) p - target)`` with ``p =
-    exp(x - lse)`` and ``target = (1-s) w_y [c = y] + s/C w_c [x_c finite]``;
-    ``is_label`` (N, B) marks the label column, ``smooth_mass`` is None without
-    smoothing, ``w_y`` (N,) or 1.0, ``w_c`` (1, B) or 1.0.
+    ``g ((1-s) w_y + 2 z lse + s/C smooth_mass) p - g target`` with ``target =
+    (1-s) w_y [c = y] + s/C w_c [x_c finite]``, in one elementwise pass (the
+    label column is selected by the ``is_label`` mask, not scattered). ``p``
+    (N, B) is the softmax of the block, ``finite`` marks its finite logits
+    (None without smoothing, as is ``smooth_mass``), ``w_y`` (N,) or 1.0,
+    ``w_c`` (1, B) or 1.0. Shared by the dense kernel below and
+    :mod:`jloss.fused`.
     """
-    p = jnp.exp(x - lse[:, None])
     hit = (1 - smoothing) * w_y
     total = hit + 2 * z_loss * lse
     target = jnp.where(is_label, hit[..., None] if jnp.ndim(hit) else hit, 0)
     if smooth_mass is not None:
         total = total + smoothing / num_classes * smooth_mass
-        target = target + jnp.where(jnp.isfinite(x), smoothing / num_classes * w_c, 0)
+        target = target + jnp.where(finite, smoothing / num_classes * w_c, 0)
     return g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
 
 
+def softmax_rel(shifted, lse_rel):
+    """``p = exp(shifted - lse_rel)`` from logits relative to the row max, ``shifted = x - m``.
+
+    Never ``exp(x - lse)``: at logits near 1e8, ``lse = m + lse_rel`` rounds
+    away its small part.
+    """
+    return jnp.exp(shifted - lse_rel[:, None])
+
+
+def _keeps_exp(smoothing_on, logits):
+    """Which (N, C) tensor the backward keeps.
+
+    float32 / float64 logits without smoothing: ``e = exp(x - m)``, which the
+    forward writes anyway to sum it; the backward scales it into the
+    cotangent in place and computes no second exp. Half-precision logits, or
+    label smoothing (which needs to know which logits are -inf): the logits
+    themselves, and the backward recomputes the exp; never a float32 copy of
+    half-precision logits.
+    """
+    return not smoothing_on and logits.dtype in (jnp.float32, jnp.float64)
+
+
+def _class_weights(class_weights, labels, dtype):
+    """``(w_y (N,), w_c (1, C))``, or ``(1.0, 1.0)`` without class weights."""
+    if class_weights is None:
+        return 1.0, 1.0
+    w = class_weights.astype(dtype)
+    return w[labels], w[None, :]
+
+
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
-    shifted, m, lse_rel = _row_stats(logits)
-    num_classes = logits.shape[-1]
-    w_y = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[labels]
-    x_y = _picked(logits, labels).astype(shifted.dtype)  # gather from the input: no (N, C) temp
+    m = _row_max(logits)
+    if _keeps_exp(smoothing_on, logits):
+        kept = jnp.exp(logits - m[:, None])
+        lse_rel = jnp.log(jnp.sum(kept, axis=-1))
+    else:
+        kept = logits
+        # ``+ (-m)``: a broadcast of its own, which XLA does not merge with the backward's
+        # ``- m`` (merged, it would be written out as an (N, C) array; see _upcast).
+        lse_rel = jnp.log(jnp.sum(jnp.exp(logits.astype(m.dtype) + (-m)[:, None]), axis=-1))
+    w_y, w_c = _class_weights(class_weights, labels, m.dtype)
+    x = _upcast(logits)
     smooth_mass = smooth_sum = None
     if smoothing_on:
+        shifted = x - m[:, None]
         finite = jnp.isfinite(shifted)
-        w_c = 1.0 if class_weights is None else class_weights.astype(shifted.dtype)[None, :]
-        w_fin = jnp.where(finite, w_c, 0)
-        smooth_mass = jnp.sum(w_fin, axis=-1)
+        smooth_mass = jnp.sum(jnp.where(finite, w_c, 0), axis=-1)
         smooth_sum = jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
-    loss = sparse_ce_from_stats(lse_rel, x_y - m, m + lse_rel, w_y, smooth_mass, smooth_sum,
-                                smoothing, z_loss, num_classes)
-    kept = jnp.exp(shifted) if _keeps_exp(smoothing_on, logits) else logits
-    return loss, (kept, labels, x_y, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
+    loss = sparse_ce_from_stats(lse_rel, _picked(x, labels) - m, m + lse_rel, w_y, smooth_mass,
+                                smooth_sum, smoothing, z_loss, logits.shape[-1])
+    return loss, (kept, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
 
 
 def _sparse_bwd(smoothing_on, res, g):
-    kept, labels, x_y, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss = res
-    dtype = x_y.dtype
-    num_classes = kept.shape[-1]
-    lse = m + lse_rel  # for the z-loss term only: p is taken relative to the row max
-    w_y = 1.0 if class_weights is None else class_weights.astype(dtype)[labels]
-    hit = (1 - smoothing) * w_y
-    total = hit + 2 * z_loss * lse
-    if smoothing_on:
-        total = total + smoothing / num_classes * smooth_mass
-    # (total * softmax - smoothing target) everywhere, one fused pass ...
+    kept, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss = res
+    w_y, w_c = _class_weights(class_weights, labels, m.dtype)
+    finite = None
     if _keeps_exp(smoothing_on, kept):
-        grad = (g * total * jnp.exp(-lse_rel))[:, None] * kept
+        p = kept * jnp.exp(-lse_rel)[:, None]
     else:
-        grad = (g * total)[:, None] * _probs(kept, m, lse_rel)[1]
-    if smoothing_on:
-        w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-        finite = jnp.isfinite(kept)
-        grad = grad - jnp.where(finite, (g * smoothing / num_classes)[:, None] * w_c, 0)
-    grad = grad.astype(kept.dtype)
-    # ... then the label entries, recomputed in full precision and written in place.
-    grad_y = total * jnp.exp(x_y - m - lse_rel) - hit
-    if smoothing_on:
-        grad_y = grad_y - smoothing / num_classes * w_y * jnp.isfinite(x_y)
-    grad = grad.at[jnp.arange(labels.shape[0]), labels].set((g * grad_y).astype(kept.dtype))
-    return (grad, _zeros_like_int(labels), _zero(smoothing), _zero(class_weights), _zero(z_loss))
+        shifted = _upcast(kept) - m[:, None]
+        p = softmax_rel(shifted, lse_rel)
+        finite = jnp.isfinite(shifted) if smoothing_on else None
+    grad = sparse_ce_grad(p, finite, _is_label(labels, kept.shape[-1]), g, w_y, w_c, m + lse_rel,
+                          smooth_mass, smoothing, z_loss, kept.shape[-1])
+    return (grad.astype(kept.dtype), _zeros_like_int(labels), _zero(smoothing),
+            _zero(class_weights), _zero(z_loss))
 
 
 sparse_softmax_ce.defvjp(_sparse_fwd, _sparse_bwd)

@@ -150,11 +150,11 @@ def _fused_fwd(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
         count = shifted_sum = None
     loss = _stable.sparse_ce_from_stats(lse_rel, picked - ref, lse, 1.0, count, shifted_sum,
                                         smoothing, z_loss, vocab)
-    return loss, (hidden, weight, bias, labels, lse, count, smoothing, z_loss, cap)
+    return loss, (hidden, weight, bias, labels, ref, lse_rel, count, smoothing, z_loss, cap)
 
 
 def _fused_bwd(cfg, res, g):
-    hidden, weight, bias, labels, lse, count, smoothing, z_loss, cap = res
+    hidden, weight, bias, labels, ref, lse_rel, count, smoothing, z_loss, cap = res
     dtype = compute_dtype(hidden, weight, bias)
     operand = jnp.result_type(hidden, weight)  # the dtype the materialised logits would have
     vocab = weight.shape[1]
@@ -165,8 +165,10 @@ def _fused_bwd(cfg, res, g):
         dhidden, dweight, dbias = carry
         x, t = _block_logits(cfg, hidden, w_blk, b_blk, cap, dtype)
         is_label = jnp.arange(x.shape[1])[None, :] == (labels - start)[:, None]
-        dx = _stable.sparse_ce_grad(x, is_label, lse, g, 1.0, 1.0, count, smoothing, z_loss,
-                                    vocab)
+        shifted = x - ref[:, None]
+        finite = jnp.isfinite(shifted) if cfg.smoothing_on else None
+        dx = _stable.sparse_ce_grad(_stable.softmax_rel(shifted, lse_rel), finite, is_label, g,
+                                    1.0, 1.0, ref + lse_rel, count, smoothing, z_loss, vocab)
         if cfg.softcap_on:
             dx = dx * (1 - t * t)
         dz = dx.astype(operand)

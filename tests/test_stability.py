@@ -338,3 +338,19 @@ def test_backward_keeps_no_float32_copy_of_bf16_logits(name):
     _, vjp_fn = jax.vjp(f, _X)
     (g,) = vjp_fn(jnp.ones((), jnp.float32))
     assert g.dtype == jnp.bfloat16 and np.all(np.isfinite(np.asarray(g, np.float32)))
+
+
+@pytest.mark.parametrize("options", [{}, {"z_loss": 1e-4, "class_weights": jnp.ones(4096)}],
+                         ids=["plain", "z_loss+class_weights"])
+def test_bf16_sparse_value_and_grad_writes_no_float32_copy(options):
+    """Compiled value-and-grad of bf16 sparse CE needs less scratch than one float32 (N, V) array.
+
+    XLA merges the float32 upcasts of the forward and the backward unless the
+    kernel keeps them apart (``_stable._upcast``); merged, it writes a float32
+    copy of the logits (4 N V bytes of scratch, twice the time).
+    """
+    x, y = jnp.zeros((64, 4096), jnp.bfloat16), jnp.zeros((64,), jnp.int32)
+    fn = jax.jit(jax.value_and_grad(
+        lambda x: jloss.sparse_categorical_cross_entropy(x, y, **options)))
+    scratch = fn.lower(x).compile().memory_analysis().temp_size_in_bytes
+    assert scratch < x.size * 4, f"{scratch} bytes of scratch: a float32 (N, V) copy was written"
