@@ -13,12 +13,11 @@ Everything is pure JAX on top of :class:`jloss.TrainState`,
 values such as the label smoothing or the learning rate) as one ``jax.vmap``-ed,
 ``lax.scan``-ned program, compiled once.
 
-The small metric helpers here (accuracy, recall, expected calibration error)
-and the epoch loop (:func:`_train`) are private stand-ins; ``jloss.metrics``
-and ``jloss.fit`` replace them once they land.
+Metrics come from :mod:`jloss.metrics`; the epoch loop is :func:`_train`.
 """
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -29,7 +28,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jloss import classification, regression, viz
+from jloss import classification, metrics, regression, viz
 from jloss.recommend import guide_rows
 from jloss.train.optim import optimizer
 from jloss.train.state import TrainState
@@ -114,48 +113,26 @@ def _mlp(params, x):
     return x @ w + b
 
 
-# ---------------------------------------------------------- metrics (private; -> jloss.metrics)
+# ------------------------------------------------------------------------ metrics
 
-
-def _accuracy(logits, labels):
-    return np.mean(np.argmax(logits, -1) == labels)
-
-
-def _recall(pred, labels):
-    """Recall of the positive class (true positive rate) of 0/1 predictions."""
-    pos = labels == 1
-    return float(np.sum(pred[pos] == 1) / max(np.sum(pos), 1))
-
-
-def _specificity(pred, labels):
-    neg = labels == 0
-    return float(np.sum(pred[neg] == 0) / max(np.sum(neg), 1))
-
-
-def _expected_calibration_error(probs, labels, bins=15):
-    """ECE (Guo et al. 2017): sum over equal-width confidence bins of |accuracy - confidence| * weight."""
-    conf = probs.max(-1)
-    correct = (probs.argmax(-1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = idx == b
-        if np.any(sel):
-            ece += np.mean(sel) * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error
 
 
 def _reliability(probs, labels, bins=10):
-    conf = probs.max(-1)
-    correct = (probs.argmax(-1) == labels).astype(np.float64)
+    """Bin centres and the accuracy of each equal-width confidence bin (NaN where empty).
+
+    The bins are those of :func:`jloss.metrics.expected_calibration_error`
+    (``(b / M, (b + 1) / M]``, the first also holding 0): one binning for both.
+    """
+    _, correct, in_bin = metrics._calibration_bins(probs, labels, bins)
+    count = np.asarray(jnp.sum(in_bin, axis=0), np.float64)
+    hits = np.asarray(jnp.sum(in_bin * correct[:, None], axis=0), np.float64)
+    acc = np.where(count > 0, hits / np.maximum(count, 1.0), np.nan)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    acc = np.array([correct[idx == b].mean() if np.any(idx == b) else np.nan for b in range(bins)])
     return (edges[:-1] + edges[1:]) / 2, acc
 
 
-# ---------------------------------------------------------- training (private; -> jloss.fit)
+# ----------------------------------------------------------------------- training
 
 
 def _batch_indices(rng, n, batch_size, steps):
@@ -614,14 +591,15 @@ def claim_imbalance(cfg, out=None, positive_fraction=0.05):
                           _tile({"x": data["x"], "y": data["y"]}, k), cfg.imbalance_steps, hparams=hp,
                           bar=bar)
     bar.close()
-    preds = (np.asarray(_predict(params, _tile(data["xte"], k)))[..., 0] > 0).astype(int)
-    labels = _tile(data["yte"], k)
+    preds = np.asarray(_predict(params, _tile(data["xte"], k)))[..., 0] > 0
+    labels = _tile(data["yte"], k) == 1
+    recall = np.asarray(jax.vmap(metrics.binary_recall)(preds, labels), np.float64)
+    # specificity is the recall of the negative class: recall of the flipped predictions and labels
+    specificity = np.asarray(jax.vmap(metrics.binary_recall)(~preds, ~labels), np.float64)
     stats = {}
     for g, (name, *_) in enumerate(variants):
         sl = _variant_runs(g, rep)
-        pairs = list(zip(preds[sl], labels[sl], strict=True))
-        stats[name] = {"recall": np.array([_recall(p, y) for p, y in pairs]),
-                       "specificity": np.array([_specificity(p, y) for p, y in pairs])}
+        stats[name] = {"recall": recall[sl], "specificity": specificity[sl]}
     rec = {k: float(v["recall"].mean()) for k, v in stats.items()}
     spec = {k: float(v["specificity"].mean()) for k, v in stats.items()}
     # Each variant against BCE on the same splits: the mean paired difference in recall and its
@@ -807,11 +785,13 @@ def claim_calibration(cfg, out=None):
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     labels = _tile(data["test"]["y"], k)
+    ece_per_run = np.asarray(jax.vmap(functools.partial(metrics.expected_calibration_error,
+                                                        num_bins=ECE_BINS))(probs, labels), np.float64)
+    acc_per_run = np.asarray(jax.vmap(metrics.accuracy)(probs, labels), np.float64)
     stats, rows = {}, []
     for i, s in enumerate(SMOOTHING):
         sl = range(i * cfg.repeats, (i + 1) * cfg.repeats)
-        ece = np.array([_expected_calibration_error(probs[j], labels[j]) for j in sl])
-        acc = np.array([_accuracy(probs[j], labels[j]) for j in sl])
+        ece, acc = ece_per_run[sl], acc_per_run[sl]
         conf = np.array([probs[j].max(-1).mean() for j in sl])
         nll = np.array([-np.mean(np.log(np.maximum(probs[j][np.arange(len(labels[j])), labels[j]], 1e-300)))
                         for j in sl])
@@ -833,8 +813,8 @@ def claim_calibration(cfg, out=None):
         {"by_smoothing": {str(k): v for k, v in stats.items()}},
         f"digits, MLP 64-64-10, Adam 1e-3, minibatch {cfg.batch_size}, {cfg.calibration_steps} steps "
         f"(about {cfg.calibration_steps * cfg.batch_size // data['x'].shape[1]} epochs), "
-        f"{cfg.repeats} splits; "
-        "ECE with 15 equal-width confidence bins on the test set; the claim is judged at smoothing 0.1.")
+        f"{cfg.repeats} splits; ECE with {ECE_BINS} equal-width confidence bins on the test set; "
+        "the claim is judged at smoothing 0.1.")
     res["short"] = (f"test ECE {stats[0.0]['ece']:.3f} without smoothing, {stats[0.1]['ece']:.3f} with 0.1 "
                     f"(confidence - accuracy {gap:+.3f} / {gap_s:+.3f})")
     if out:
