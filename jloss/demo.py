@@ -13,7 +13,9 @@ Everything is pure JAX on top of :class:`jloss.TrainState`,
 values such as the label smoothing or the learning rate) as one ``jax.vmap``-ed,
 ``lax.scan``-ned program, compiled once.
 
-Metrics come from :mod:`jloss.metrics`; the epoch loop is :func:`_train`.
+Metrics come from :mod:`jloss.metrics`. Training goes through :func:`_train`
+rather than :func:`jloss.fit`, which trains one state: ``_train`` trains all the
+runs of an experiment (seeds and settings) together in one compiled program.
 """
 
 import dataclasses
@@ -145,6 +147,14 @@ def _batch_indices(rng, n, batch_size, steps):
 def _train(loss_fn, tx, params, data, steps, *, batch_size=None, hparams=None, lrs=None, evaluate=None,
            test=None, bar=None, seed=0, chunks=10):
     """Train R runs at once (a leading axis of length R on every input) with ``make_train_step``.
+
+    The demo's experiments train many small models: every seed, and every
+    value of a setting (label smoothing, pos_weight, learning rate, even the
+    loss, chosen per run by a one-hot in the batch). Here they are one
+    program, ``jax.vmap`` over the runs of a ``lax.scan`` over the steps,
+    compiled once for all of them (on a 2-core CPU compiling costs more than
+    training these models). :func:`jloss.fit` is the loop for one model: it
+    trains one state, one dispatched step at a time.
 
     ``data`` (R, N, ...) arrays are sampled in minibatches of ``batch_size``
     (whole batch when None); ``hparams`` (R,) values are added to every batch
