@@ -662,9 +662,7 @@ def claim_imbalance(cfg, out=None, positive_fraction=0.05):
 # -------------------------------------------------------------------- claim (e)
 
 LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-# ("sgd", momentum=0.9) is jloss.optimizer("momentum", ...): spelled out, as "momentum" on main
-# fails to build (fixed on the training branch).
-OPTIMIZERS = (("sgd", 0.1, {}), ("sgd", 0.1, {"momentum": 0.9}), ("adam", 1e-3, {}),
+OPTIMIZERS = (("sgd", 0.1, {}), ("momentum", 0.1, {"momentum": 0.9}), ("adam", 1e-3, {}),
               ("rmsprop", 1e-3, {}))  # plain SGD at 0.1 is a run of the learning-rate sweep
 
 
@@ -713,7 +711,7 @@ def claim_optimizers(cfg, out=None, threshold=0.9):
             final = _mean_or_inf(np.asarray(full_loss(params, train), np.float64))
         reach = [_first_step_at(s, threshold) for s in scores]
         med = _median_steps(reach, steps)
-        label = (f"momentum lr={lr:g} (beta {options['momentum']})" if options else f"{name} lr={lr:g}")
+        label = f"{name} lr={lr:g}" + (f" (beta {options['momentum']})" if "momentum" in options else "")
         opt_stats[label] = {"final_loss": final, "test_accuracy": float(scores[:, -1].mean()),
                             "steps_to_threshold": med}
         opt_curves[label] = curve
