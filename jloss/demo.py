@@ -860,7 +860,7 @@ def demo_lr_finder(cfg, out=None):
 
     bar = _bar(cfg, "lr finder", 1)
     result = viz.lr_finder(loss_fn, params, batches, min_lr=1e-4, max_lr=100.0, num_steps=cfg.finder_steps,
-                           smoothing=0.9)
+                           optimizer="sgd", smoothing=0.9)
     bar.update(1)
     bar.close()
     rows = [(f"{result.suggested_lr:.3g}", result.method, f"{result.min_loss_lr:.3g}", str(result.diverged),

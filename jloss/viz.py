@@ -66,6 +66,27 @@ def _set_learning_rate(opt_state, lr):
     return jax.tree_util.tree_map(replace, opt_state, is_leaf=is_injected)
 
 
+def _learning_rate_settable(opt_state):
+    """Whether ``opt_state`` stores a learning rate that :func:`_set_learning_rate` can override.
+
+    True when it holds an injected ``learning_rate`` hyperparameter (every
+    :func:`jloss.optimizer` does) that is a number, not a schedule: a
+    scheduled rate is recomputed from the step count at every update, so a
+    value written into the state would be ignored.
+    """
+    found = []
+
+    def visit(node):
+        hp = getattr(node, "hyperparams", None)
+        if isinstance(hp, dict) and "learning_rate" in hp:
+            found.append("learning_rate" not in (getattr(node, "hyperparams_states", None) or {}))
+            return True
+        return False
+
+    jax.tree_util.tree_leaves(opt_state, is_leaf=visit)
+    return bool(found) and all(found)
+
+
 def _batch_source(batches):
     """A function ``i -> batch or None``: lists cycle, iterators are consumed, else one fixed batch."""
     if isinstance(batches, list):
@@ -92,7 +113,7 @@ def _suggest(lrs, smoothed, method):
     return float(lrs[start + int(np.argmin(slope))]), min_lr, "steepest"
 
 
-def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=100, optimizer="sgd",
+def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=100, optimizer=None,
               smoothing=0.98, diverge_threshold=4.0, method="steepest", has_aux=False,
               **optimizer_options):
     """Learning-rate range test (Smith 2017; the fastai "lr_find").
@@ -107,15 +128,18 @@ def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=10
     Args:
       loss_fn: ``loss_fn(params, batch) -> loss`` (``(loss, aux)`` with ``has_aux``),
         as for :func:`jloss.make_train_step`.
-      state: a :class:`jloss.TrainState` or a params pytree. A TrainState whose
-        optimizer stores its learning rate (every :func:`jloss.optimizer` does)
-        is tested with its own optimizer and optimizer state when ``optimizer``
-        is None; otherwise its params start a fresh ``optimizer``.
+      state: a :class:`jloss.TrainState` or a params pytree.
       batches: a list of batches (cycled), an iterator of batches (consumed;
         the test stops when it ends) or one batch (a pytree of arrays, reused).
       min_lr, max_lr, num_steps: the exponential ramp ``min_lr * (max_lr / min_lr) ** (i / (num_steps - 1))``.
-      optimizer: an optimizer name for :func:`jloss.optimizer` (default ``"sgd"``),
-        with ``**optimizer_options``; None to use the TrainState's own optimizer.
+      optimizer: None (default): a TrainState whose optimizer stores a
+        constant learning rate (every :func:`jloss.optimizer` without a
+        schedule does) is tested with its own optimizer and optimizer state,
+        the rate overridden at each step. A params pytree, or a TrainState
+        whose rate cannot be read or overridden (a plain optax optimizer, a
+        schedule; this warns), starts a fresh SGD. An optimizer name for
+        :func:`jloss.optimizer` (``"sgd"``, ``"adam"``, ...) starts a fresh
+        optimizer of that name from the params, with ``**optimizer_options``.
       smoothing: the EMA factor of the smoothed curve (0 = no smoothing).
       diverge_threshold: stop when the smoothed loss exceeds this times its minimum.
       method: ``"steepest"``: the rate of steepest descent of the smoothed loss
@@ -136,11 +160,19 @@ def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=10
     if diverge_threshold <= 1:
         raise ValueError(f"diverge_threshold must be > 1, got {diverge_threshold}")
 
-    if isinstance(state, TrainState) and optimizer is None:
-        if _stored_learning_rate(state.opt_state) is None:
-            raise ValueError("this TrainState's optimizer does not store its learning rate; build it with "
-                             "jloss.optimizer(...) or pass optimizer='sgd' (or another name)")
+    own = optimizer is None and isinstance(state, TrainState)
+    if own and _learning_rate_settable(state.opt_state):
+        if optimizer_options:
+            raise ValueError(f"optimizer options {sorted(optimizer_options)} configure a fresh optimizer, "
+                             "but optimizer=None tests the TrainState's own; pass optimizer='sgd' (or "
+                             "another name) with them")
     else:
+        if own:
+            why = ("its learning rate is a schedule" if _stored_learning_rate(state.opt_state) is not None
+                   else "its optimizer does not store its learning rate")
+            warnings.warn(f"lr_finder cannot set the learning rate of this TrainState ({why}), so it tests a "
+                          "fresh SGD from its params; build the optimizer with jloss.optimizer(name, "
+                          "constant_rate), or pass optimizer='sgd' (or another name) to choose", stacklevel=2)
         params = state.params if isinstance(state, TrainState) else state
         state = TrainState.create(params=params,
                                   tx=_optimizer(optimizer or "sgd", min_lr, **optimizer_options))
