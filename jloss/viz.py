@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jloss.train.loop import History
 from jloss.train.optim import learning_rate as _stored_learning_rate
 from jloss.train.optim import optimizer as _optimizer
 from jloss.train.state import TrainState
@@ -367,9 +368,30 @@ def _axes(ax):
 
 
 def _as_curves(curves):
+    """``{name: curve}``: a History stays one, anything else becomes a float64 array."""
+    def convert(v):
+        return v if isinstance(v, History) else np.asarray(v, dtype=np.float64)
+
     if isinstance(curves, Mapping):
-        return {str(k): np.asarray(v, dtype=np.float64) for k, v in curves.items()}
-    return {"": np.asarray(curves, dtype=np.float64)}
+        return {str(k): convert(v) for k, v in curves.items()}
+    return {"": convert(curves)}
+
+
+def _history_curves(history, name):
+    """A History's per-step loss ``(steps, losses)`` and its ``val_loss`` at each epoch's last step.
+
+    The second is ``(steps, val_losses)``, or None when no epoch recorded ``val_loss``.
+    """
+    records = [r for r in history.steps if "loss" in r]
+    if not records:
+        raise ValueError(f"History {name!r} has no per-step loss to plot" if name else
+                         "the History has no per-step loss to plot")
+    train = (np.array([r["step"] for r in records], np.float64),
+             np.array([r["loss"] for r in records], np.float64))
+    epochs = [r for r in history.epochs if "val_loss" in r]
+    val = (np.array([r["step"] for r in epochs], np.float64),
+           np.array([r["val_loss"] for r in epochs], np.float64)) if epochs else None
+    return train, val
 
 
 def _ema(y, smooth):
@@ -387,11 +409,16 @@ def plot_loss_curves(curves, ax=None, *, log_y=True, smooth=0.0, xlabel="step", 
     """Plot loss curves against the step.
 
     Args:
-      curves: one curve (a 1-D sequence), or a mapping ``name -> curve``. A 2-D
-        curve ``(runs, steps)`` is drawn as its mean with a min-max band.
+      curves: one curve (a 1-D sequence), a :class:`jloss.History` from
+        :func:`jloss.fit`, or a mapping ``name -> curve or History``. A 2-D
+        curve ``(runs, steps)`` is drawn as its mean with a min-max band. A
+        History is drawn as its per-step loss against its recorded step
+        count, and, when it has one, the per-epoch ``val_loss`` as markers at
+        each epoch's last step (labelled ``loss`` and ``val_loss``, prefixed
+        with the name in a mapping).
       ax: matplotlib Axes to draw on (default: a new figure's).
       log_y: log scale on the loss axis (only when every value is positive).
-      smooth: EMA factor in [0, 1) applied before plotting (0: raw).
+      smooth: EMA factor in [0, 1) applied before plotting (0: raw); not to ``val_loss``.
       band: draw the min-max band of 2-D curves.
 
     Returns: the Axes.
@@ -400,6 +427,18 @@ def plot_loss_curves(curves, ax=None, *, log_y=True, smooth=0.0, xlabel="step", 
     data = _as_curves(curves)
     positive = True
     for name, y in data.items():
+        if isinstance(y, History):
+            (steps, y), val = _history_curves(y, name)
+            y = _ema(np.where(np.isfinite(y), y, np.nan), smooth)
+            (line,) = ax.plot(steps, y, label=name or "loss")
+            values = [y]
+            if val is not None:
+                ax.plot(*val, "o--", color=line.get_color(), label=f"{name} val_loss" if name else "val_loss")
+                values.append(val[1])
+            finite = np.concatenate(values)
+            finite = finite[np.isfinite(finite)]
+            positive = positive and finite.size > 0 and bool(np.all(finite > 0))
+            continue
         if y.ndim == 1:
             y = y[None]
         if y.ndim != 2:
@@ -422,7 +461,7 @@ def plot_loss_curves(curves, ax=None, *, log_y=True, smooth=0.0, xlabel="step", 
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if any(data):
+    if any(data) or any(isinstance(y, History) for y in data.values()):
         ax.legend(fontsize="small")
     return ax
 

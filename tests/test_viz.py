@@ -297,6 +297,34 @@ def test_plot_loss_curves():
         viz.plot_loss_curves({"bad": np.zeros((2, 2, 2))}, _ax())
 
 
+def test_plot_loss_curves_draws_a_fit_history(problem):
+    batch, params, loss_fn = problem
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("sgd", 0.1))
+    _, history = jloss.fit(state, jloss.make_train_step(loss_fn), batch, epochs=2, batch_size=64, key=0,
+                           eval_data=batch, eval_fn=loss_fn, progress=False)
+    losses = [r["loss"] for r in history.steps]
+    assert len(losses) == 8  # 2 epochs of 256 / 64 steps
+    ax = viz.plot_loss_curves(history, _ax())
+    train, val = ax.lines
+    np.testing.assert_array_equal(train.get_xdata(), np.arange(1, 9))
+    np.testing.assert_array_equal(train.get_ydata(), losses)
+    # val_loss at the last step of each epoch
+    np.testing.assert_array_equal(val.get_xdata(), [4, 8])
+    np.testing.assert_array_equal(val.get_ydata(), [r["val_loss"] for r in history.epochs])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", "val_loss"]
+    assert ax.get_yscale() == "log"
+    # in a mapping, next to a plain curve; smoothing applies to the per-step loss
+    ax = viz.plot_loss_curves({"fit": history, "other": np.ones(8)}, _ax(), smooth=0.5)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fit", "fit val_loss", "other"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), viz._ema(np.array(losses), 0.5))
+    # without evaluation, only the per-step loss
+    _, no_eval = jloss.fit(state, jloss.make_train_step(loss_fn), batch, epochs=1, batch_size=128,
+                           progress=False)
+    assert len(viz.plot_loss_curves(no_eval, _ax()).lines) == 1
+    with pytest.raises(ValueError, match="no per-step loss"):
+        viz.plot_loss_curves(jloss.History(), _ax())
+
+
 def test_plot_loss_curves_without_axes_makes_a_figure():
     ax = viz.plot_loss_curves([3.0, 2.0, 1.0])
     assert isinstance(ax, Axes)
