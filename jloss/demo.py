@@ -126,12 +126,26 @@ def _reliability(probs, labels, bins=10):
     The bins are those of :func:`jloss.metrics.expected_calibration_error`
     (``(b / M, (b + 1) / M]``, the first also holding 0): one binning for both.
     """
-    _, correct, in_bin = metrics._calibration_bins(probs, labels, bins)
-    count = np.asarray(jnp.sum(in_bin, axis=0), np.float64)
-    hits = np.asarray(jnp.sum(in_bin * correct[:, None], axis=0), np.float64)
+    count, hits = (np.asarray(a, np.float64) for a in _bin_counts(probs, labels, bins))
     acc = np.where(count > 0, hits / np.maximum(count, 1.0), np.nan)
     edges = np.linspace(0.0, 1.0, bins + 1)
     return (edges[:-1] + edges[1:]) / 2, acc
+
+
+@functools.partial(jax.jit, static_argnames="bins")
+def _bin_counts(probs, labels, bins):
+    """Number of examples and of correct ones in each confidence bin (one compiled program)."""
+    _, correct, in_bin = metrics._calibration_bins(probs, labels, bins)
+    return jnp.sum(in_bin, axis=0), jnp.sum(in_bin * correct[:, None], axis=0)
+
+
+@jax.jit
+def _ece_and_accuracy(probs, labels):
+    """Expected calibration error (``ECE_BINS`` bins) and accuracy of each run (leading axis)."""
+    def one(p, y):
+        return metrics.expected_calibration_error(p, y, num_bins=ECE_BINS), metrics.accuracy(p, y)
+
+    return jax.vmap(one)(probs, labels)
 
 
 # ----------------------------------------------------------------------- training
@@ -793,9 +807,7 @@ def claim_calibration(cfg, out=None):
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     labels = _tile(data["test"]["y"], k)
-    ece_per_run = np.asarray(jax.vmap(functools.partial(metrics.expected_calibration_error,
-                                                        num_bins=ECE_BINS))(probs, labels), np.float64)
-    acc_per_run = np.asarray(jax.vmap(metrics.accuracy)(probs, labels), np.float64)
+    ece_per_run, acc_per_run = (np.asarray(a, np.float64) for a in _ece_and_accuracy(probs, labels))
     stats, rows = {}, []
     for i, s in enumerate(SMOOTHING):
         sl = range(i * cfg.repeats, (i + 1) * cfg.repeats)
