@@ -13,12 +13,13 @@ Everything is pure JAX on top of :class:`jloss.TrainState`,
 values such as the label smoothing or the learning rate) as one ``jax.vmap``-ed,
 ``lax.scan``-ned program, compiled once.
 
-The small metric helpers here (accuracy, recall, expected calibration error)
-and the epoch loop (:func:`_train`) are private stand-ins; ``jloss.metrics``
-and ``jloss.fit`` replace them once they land.
+Metrics come from :mod:`jloss.metrics`. Training goes through :func:`_train`
+rather than :func:`jloss.fit`, which trains one state: ``_train`` trains all the
+runs of an experiment (seeds and settings) together in one compiled program.
 """
 
 import dataclasses
+import functools
 import itertools
 import json
 import math
@@ -29,7 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jloss import classification, regression, viz
+from jloss import classification, metrics, regression, viz
 from jloss.recommend import guide_rows
 from jloss.train.optim import optimizer
 from jloss.train.state import TrainState
@@ -114,48 +115,40 @@ def _mlp(params, x):
     return x @ w + b
 
 
-# ---------------------------------------------------------- metrics (private; -> jloss.metrics)
+# ------------------------------------------------------------------------ metrics
 
-
-def _accuracy(logits, labels):
-    return np.mean(np.argmax(logits, -1) == labels)
-
-
-def _recall(pred, labels):
-    """Recall of the positive class (true positive rate) of 0/1 predictions."""
-    pos = labels == 1
-    return float(np.sum(pred[pos] == 1) / max(np.sum(pos), 1))
-
-
-def _specificity(pred, labels):
-    neg = labels == 0
-    return float(np.sum(pred[neg] == 0) / max(np.sum(neg), 1))
-
-
-def _expected_calibration_error(probs, labels, bins=15):
-    """ECE (Guo et al. 2017): sum over equal-width confidence bins of |accuracy - confidence| * weight."""
-    conf = probs.max(-1)
-    correct = (probs.argmax(-1) == labels).astype(np.float64)
-    edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        sel = idx == b
-        if np.any(sel):
-            ece += np.mean(sel) * abs(correct[sel].mean() - conf[sel].mean())
-    return float(ece)
+ECE_BINS = 15  # equal-width confidence bins of the expected calibration error
 
 
 def _reliability(probs, labels, bins=10):
-    conf = probs.max(-1)
-    correct = (probs.argmax(-1) == labels).astype(np.float64)
+    """Bin centres and the accuracy of each equal-width confidence bin (NaN where empty).
+
+    The bins are those of :func:`jloss.metrics.expected_calibration_error`
+    (``(b / M, (b + 1) / M]``, the first also holding 0): one binning for both.
+    """
+    count, hits = (np.asarray(a, np.float64) for a in _bin_counts(probs, labels, bins))
+    acc = np.where(count > 0, hits / np.maximum(count, 1.0), np.nan)
     edges = np.linspace(0.0, 1.0, bins + 1)
-    idx = np.clip(np.digitize(conf, edges[1:-1], right=True), 0, bins - 1)
-    acc = np.array([correct[idx == b].mean() if np.any(idx == b) else np.nan for b in range(bins)])
     return (edges[:-1] + edges[1:]) / 2, acc
 
 
-# ---------------------------------------------------------- training (private; -> jloss.fit)
+@functools.partial(jax.jit, static_argnames="bins")
+def _bin_counts(probs, labels, bins):
+    """Number of examples and of correct ones in each confidence bin (one compiled program)."""
+    _, correct, in_bin = metrics._calibration_bins(probs, labels, bins)
+    return jnp.sum(in_bin, axis=0), jnp.sum(in_bin * correct[:, None], axis=0)
+
+
+@jax.jit
+def _ece_and_accuracy(probs, labels):
+    """Expected calibration error (``ECE_BINS`` bins) and accuracy of each run (leading axis)."""
+    def one(p, y):
+        return metrics.expected_calibration_error(p, y, num_bins=ECE_BINS), metrics.accuracy(p, y)
+
+    return jax.vmap(one)(probs, labels)
+
+
+# ----------------------------------------------------------------------- training
 
 
 def _batch_indices(rng, n, batch_size, steps):
@@ -168,6 +161,14 @@ def _batch_indices(rng, n, batch_size, steps):
 def _train(loss_fn, tx, params, data, steps, *, batch_size=None, hparams=None, lrs=None, evaluate=None,
            test=None, bar=None, seed=0, chunks=10):
     """Train R runs at once (a leading axis of length R on every input) with ``make_train_step``.
+
+    The demo's experiments train many small models: every seed, and every
+    value of a setting (label smoothing, pos_weight, learning rate, even the
+    loss, chosen per run by a one-hot in the batch). Here they are one
+    program, ``jax.vmap`` over the runs of a ``lax.scan`` over the steps,
+    compiled once for all of them (on a 2-core CPU compiling costs more than
+    training these models). :func:`jloss.fit` is the loop for one model: it
+    trains one state, one dispatched step at a time.
 
     ``data`` (R, N, ...) arrays are sampled in minibatches of ``batch_size``
     (whole batch when None); ``hparams`` (R,) values are added to every batch
@@ -614,14 +615,15 @@ def claim_imbalance(cfg, out=None, positive_fraction=0.05):
                           _tile({"x": data["x"], "y": data["y"]}, k), cfg.imbalance_steps, hparams=hp,
                           bar=bar)
     bar.close()
-    preds = (np.asarray(_predict(params, _tile(data["xte"], k)))[..., 0] > 0).astype(int)
-    labels = _tile(data["yte"], k)
+    preds = np.asarray(_predict(params, _tile(data["xte"], k)))[..., 0] > 0
+    labels = _tile(data["yte"], k) == 1
+    recall = np.asarray(jax.vmap(metrics.binary_recall)(preds, labels), np.float64)
+    # specificity is the recall of the negative class: recall of the flipped predictions and labels
+    specificity = np.asarray(jax.vmap(metrics.binary_recall)(~preds, ~labels), np.float64)
     stats = {}
     for g, (name, *_) in enumerate(variants):
         sl = _variant_runs(g, rep)
-        pairs = list(zip(preds[sl], labels[sl], strict=True))
-        stats[name] = {"recall": np.array([_recall(p, y) for p, y in pairs]),
-                       "specificity": np.array([_specificity(p, y) for p, y in pairs])}
+        stats[name] = {"recall": recall[sl], "specificity": specificity[sl]}
     rec = {k: float(v["recall"].mean()) for k, v in stats.items()}
     spec = {k: float(v["specificity"].mean()) for k, v in stats.items()}
     # Each variant against BCE on the same splits: the mean paired difference in recall and its
@@ -674,9 +676,7 @@ def claim_imbalance(cfg, out=None, positive_fraction=0.05):
 # -------------------------------------------------------------------- claim (e)
 
 LEARNING_RATES = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0)
-# ("sgd", momentum=0.9) is jloss.optimizer("momentum", ...): spelled out, as "momentum" on main
-# fails to build (fixed on the training branch).
-OPTIMIZERS = (("sgd", 0.1, {}), ("sgd", 0.1, {"momentum": 0.9}), ("adam", 1e-3, {}),
+OPTIMIZERS = (("sgd", 0.1, {}), ("momentum", 0.1, {"momentum": 0.9}), ("adam", 1e-3, {}),
               ("rmsprop", 1e-3, {}))  # plain SGD at 0.1 is a run of the learning-rate sweep
 
 
@@ -725,7 +725,7 @@ def claim_optimizers(cfg, out=None, threshold=0.9):
             final = _mean_or_inf(np.asarray(full_loss(params, train), np.float64))
         reach = [_first_step_at(s, threshold) for s in scores]
         med = _median_steps(reach, steps)
-        label = (f"momentum lr={lr:g} (beta {options['momentum']})" if options else f"{name} lr={lr:g}")
+        label = f"{name} lr={lr:g}" + (f" (beta {options['momentum']})" if "momentum" in options else "")
         opt_stats[label] = {"final_loss": final, "test_accuracy": float(scores[:, -1].mean()),
                             "steps_to_threshold": med}
         opt_curves[label] = curve
@@ -807,11 +807,11 @@ def claim_calibration(cfg, out=None):
     probs = np.exp(logits - logits.max(-1, keepdims=True))
     probs /= probs.sum(-1, keepdims=True)
     labels = _tile(data["test"]["y"], k)
+    ece_per_run, acc_per_run = (np.asarray(a, np.float64) for a in _ece_and_accuracy(probs, labels))
     stats, rows = {}, []
     for i, s in enumerate(SMOOTHING):
         sl = range(i * cfg.repeats, (i + 1) * cfg.repeats)
-        ece = np.array([_expected_calibration_error(probs[j], labels[j]) for j in sl])
-        acc = np.array([_accuracy(probs[j], labels[j]) for j in sl])
+        ece, acc = ece_per_run[sl], acc_per_run[sl]
         conf = np.array([probs[j].max(-1).mean() for j in sl])
         nll = np.array([-np.mean(np.log(np.maximum(probs[j][np.arange(len(labels[j])), labels[j]], 1e-300)))
                         for j in sl])
@@ -833,8 +833,8 @@ def claim_calibration(cfg, out=None):
         {"by_smoothing": {str(k): v for k, v in stats.items()}},
         f"digits, MLP 64-64-10, Adam 1e-3, minibatch {cfg.batch_size}, {cfg.calibration_steps} steps "
         f"(about {cfg.calibration_steps * cfg.batch_size // data['x'].shape[1]} epochs), "
-        f"{cfg.repeats} splits; "
-        "ECE with 15 equal-width confidence bins on the test set; the claim is judged at smoothing 0.1.")
+        f"{cfg.repeats} splits; ECE with {ECE_BINS} equal-width confidence bins on the test set; "
+        "the claim is judged at smoothing 0.1.")
     res["short"] = (f"test ECE {stats[0.0]['ece']:.3f} without smoothing, {stats[0.1]['ece']:.3f} with 0.1 "
                     f"(confidence - accuracy {gap:+.3f} / {gap_s:+.3f})")
     if out:
@@ -872,7 +872,7 @@ def demo_lr_finder(cfg, out=None):
 
     bar = _bar(cfg, "lr finder", 1)
     result = viz.lr_finder(loss_fn, params, batches, min_lr=1e-4, max_lr=100.0, num_steps=cfg.finder_steps,
-                           smoothing=0.9)
+                           optimizer="sgd", smoothing=0.9)
     bar.update(1)
     bar.close()
     rows = [(f"{result.suggested_lr:.3g}", result.method, f"{result.min_loss_lr:.3g}", str(result.diverged),

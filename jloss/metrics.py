@@ -174,23 +174,13 @@ def rmse(predictions, targets, *, weights=None, where=None):
     return jnp.sqrt(_weighted_mean(jnp.square(predictions - targets), w))
 
 
-@functools.partial(jax.jit, static_argnames="num_bins")
-def expected_calibration_error(probabilities, labels, *, num_bins=15, weights=None, where=None):
-    """Expected calibration error with ``num_bins`` equal-width confidence bins.
+def _calibration_bins(probabilities, labels, num_bins, weights=None, where=None):
+    """Confidence, correctness and weighted bin membership for calibration metrics.
 
-    ``ECE = sum_b (n_b / n) * |accuracy_b - confidence_b|`` over the bins
-    ``(b / M, (b + 1) / M]`` (the first bin also holds confidence 0), where
-    ``n_b`` is the (weighted) number of examples whose confidence falls in
-    bin ``b`` (Guo et al., 2017, "On Calibration of Modern Neural Networks").
-
-    Args:
-      probabilities: class probabilities ``(..., C)`` with integer ``labels``
-        ``(...)``: confidence is the top probability, correct when its class
-        is the label. Or ``P(y = 1)`` of ``labels.shape`` with 0/1 labels
-        (binary): the prediction is ``p >= 0.5`` with confidence ``max(p, 1 - p)``.
-      labels: integer class indices, or 0/1 labels in the binary form.
-      num_bins: number of bins ``M``.
-      weights, where: per-example weights and mask of ``labels.shape``.
+    Returns ``(confidence, correct, in_bin)``: float32 ``(n,)``, ``(n,)`` and
+    ``(n, num_bins)`` over the flattened examples, where ``in_bin[i, b]`` is the
+    weight of example ``i`` if its confidence lies in bin ``b`` = ``(b / M, (b + 1) / M]``
+    (bin 0 also holds confidence 0), else 0. Inputs as :func:`expected_calibration_error`.
     """
     probabilities = jnp.asarray(probabilities, jnp.float32)
     labels = jnp.asarray(labels)
@@ -210,7 +200,29 @@ def expected_calibration_error(probabilities, labels, *, num_bins=15, weights=No
     interior_edges = jnp.linspace(0.0, 1.0, num_bins + 1, dtype=jnp.float32)[1:-1]
     # bin b holds (b/M, (b+1)/M]: the number of interior edges below the confidence
     bins = jnp.sum(confidence[:, None] > interior_edges[None, :], axis=1)
-    one_hot = (bins[:, None] == jnp.arange(num_bins)[None, :]) * w[:, None]
-    count = jnp.sum(one_hot, axis=0)
-    gap = jnp.abs(jnp.sum(one_hot * (correct - confidence)[:, None], axis=0))  # n_b |acc_b - conf_b|
+    in_bin = (bins[:, None] == jnp.arange(num_bins)[None, :]) * w[:, None]
+    return confidence, correct, in_bin
+
+
+@functools.partial(jax.jit, static_argnames="num_bins")
+def expected_calibration_error(probabilities, labels, *, num_bins=15, weights=None, where=None):
+    """Expected calibration error with ``num_bins`` equal-width confidence bins.
+
+    ``ECE = sum_b (n_b / n) * |accuracy_b - confidence_b|`` over the bins
+    ``(b / M, (b + 1) / M]`` (the first bin also holds confidence 0), where
+    ``n_b`` is the (weighted) number of examples whose confidence falls in
+    bin ``b`` (Guo et al., 2017, "On Calibration of Modern Neural Networks").
+
+    Args:
+      probabilities: class probabilities ``(..., C)`` with integer ``labels``
+        ``(...)``: confidence is the top probability, correct when its class
+        is the label. Or ``P(y = 1)`` of ``labels.shape`` with 0/1 labels
+        (binary): the prediction is ``p >= 0.5`` with confidence ``max(p, 1 - p)``.
+      labels: integer class indices, or 0/1 labels in the binary form.
+      num_bins: number of bins ``M``.
+      weights, where: per-example weights and mask of ``labels.shape``.
+    """
+    confidence, correct, in_bin = _calibration_bins(probabilities, labels, num_bins, weights, where)
+    count = jnp.sum(in_bin, axis=0)
+    gap = jnp.abs(jnp.sum(in_bin * (correct - confidence)[:, None], axis=0))  # n_b |acc_b - conf_b|
     return _ratio(jnp.sum(gap), jnp.sum(count))

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jloss.train.loop import History
 from jloss.train.optim import learning_rate as _stored_learning_rate
 from jloss.train.optim import optimizer as _optimizer
 from jloss.train.state import TrainState
@@ -66,6 +67,27 @@ def _set_learning_rate(opt_state, lr):
     return jax.tree_util.tree_map(replace, opt_state, is_leaf=is_injected)
 
 
+def _learning_rate_settable(opt_state):
+    """Whether ``opt_state`` stores a learning rate that :func:`_set_learning_rate` can override.
+
+    True when it holds an injected ``learning_rate`` hyperparameter (every
+    :func:`jloss.optimizer` does) that is a number, not a schedule: a
+    scheduled rate is recomputed from the step count at every update, so a
+    value written into the state would be ignored.
+    """
+    found = []
+
+    def visit(node):
+        hp = getattr(node, "hyperparams", None)
+        if isinstance(hp, dict) and "learning_rate" in hp:
+            found.append("learning_rate" not in (getattr(node, "hyperparams_states", None) or {}))
+            return True
+        return False
+
+    jax.tree_util.tree_leaves(opt_state, is_leaf=visit)
+    return bool(found) and all(found)
+
+
 def _batch_source(batches):
     """A function ``i -> batch or None``: lists cycle, iterators are consumed, else one fixed batch."""
     if isinstance(batches, list):
@@ -92,7 +114,7 @@ def _suggest(lrs, smoothed, method):
     return float(lrs[start + int(np.argmin(slope))]), min_lr, "steepest"
 
 
-def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=100, optimizer="sgd",
+def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=100, optimizer=None,
               smoothing=0.98, diverge_threshold=4.0, method="steepest", has_aux=False,
               **optimizer_options):
     """Learning-rate range test (Smith 2017; the fastai "lr_find").
@@ -107,15 +129,18 @@ def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=10
     Args:
       loss_fn: ``loss_fn(params, batch) -> loss`` (``(loss, aux)`` with ``has_aux``),
         as for :func:`jloss.make_train_step`.
-      state: a :class:`jloss.TrainState` or a params pytree. A TrainState whose
-        optimizer stores its learning rate (every :func:`jloss.optimizer` does)
-        is tested with its own optimizer and optimizer state when ``optimizer``
-        is None; otherwise its params start a fresh ``optimizer``.
+      state: a :class:`jloss.TrainState` or a params pytree.
       batches: a list of batches (cycled), an iterator of batches (consumed;
         the test stops when it ends) or one batch (a pytree of arrays, reused).
       min_lr, max_lr, num_steps: the exponential ramp ``min_lr * (max_lr / min_lr) ** (i / (num_steps - 1))``.
-      optimizer: an optimizer name for :func:`jloss.optimizer` (default ``"sgd"``),
-        with ``**optimizer_options``; None to use the TrainState's own optimizer.
+      optimizer: None (default): a TrainState whose optimizer stores a
+        constant learning rate (every :func:`jloss.optimizer` without a
+        schedule does) is tested with its own optimizer and optimizer state,
+        the rate overridden at each step. A params pytree, or a TrainState
+        whose rate cannot be read or overridden (a plain optax optimizer, a
+        schedule; this warns), starts a fresh SGD. An optimizer name for
+        :func:`jloss.optimizer` (``"sgd"``, ``"adam"``, ...) starts a fresh
+        optimizer of that name from the params, with ``**optimizer_options``.
       smoothing: the EMA factor of the smoothed curve (0 = no smoothing).
       diverge_threshold: stop when the smoothed loss exceeds this times its minimum.
       method: ``"steepest"``: the rate of steepest descent of the smoothed loss
@@ -136,11 +161,19 @@ def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=10
     if diverge_threshold <= 1:
         raise ValueError(f"diverge_threshold must be > 1, got {diverge_threshold}")
 
-    if isinstance(state, TrainState) and optimizer is None:
-        if _stored_learning_rate(state.opt_state) is None:
-            raise ValueError("this TrainState's optimizer does not store its learning rate; build it with "
-                             "jloss.optimizer(...) or pass optimizer='sgd' (or another name)")
+    own = optimizer is None and isinstance(state, TrainState)
+    if own and _learning_rate_settable(state.opt_state):
+        if optimizer_options:
+            raise ValueError(f"optimizer options {sorted(optimizer_options)} configure a fresh optimizer, "
+                             "but optimizer=None tests the TrainState's own; pass optimizer='sgd' (or "
+                             "another name) with them")
     else:
+        if own:
+            why = ("its learning rate is a schedule" if _stored_learning_rate(state.opt_state) is not None
+                   else "its optimizer does not store its learning rate")
+            warnings.warn(f"lr_finder cannot set the learning rate of this TrainState ({why}), so it tests a "
+                          "fresh SGD from its params; build the optimizer with jloss.optimizer(name, "
+                          "constant_rate), or pass optimizer='sgd' (or another name) to choose", stacklevel=2)
         params = state.params if isinstance(state, TrainState) else state
         state = TrainState.create(params=params,
                                   tx=_optimizer(optimizer or "sgd", min_lr, **optimizer_options))
@@ -335,9 +368,30 @@ def _axes(ax):
 
 
 def _as_curves(curves):
+    """``{name: curve}``: a History stays one, anything else becomes a float64 array."""
+    def convert(v):
+        return v if isinstance(v, History) else np.asarray(v, dtype=np.float64)
+
     if isinstance(curves, Mapping):
-        return {str(k): np.asarray(v, dtype=np.float64) for k, v in curves.items()}
-    return {"": np.asarray(curves, dtype=np.float64)}
+        return {str(k): convert(v) for k, v in curves.items()}
+    return {"": convert(curves)}
+
+
+def _history_curves(history, name):
+    """A History's per-step loss ``(steps, losses)`` and its ``val_loss`` at each epoch's last step.
+
+    The second is ``(steps, val_losses)``, or None when no epoch recorded ``val_loss``.
+    """
+    records = [r for r in history.steps if "loss" in r]
+    if not records:
+        raise ValueError(f"History {name!r} has no per-step loss to plot" if name else
+                         "the History has no per-step loss to plot")
+    train = (np.array([r["step"] for r in records], np.float64),
+             np.array([r["loss"] for r in records], np.float64))
+    epochs = [r for r in history.epochs if "val_loss" in r]
+    val = (np.array([r["step"] for r in epochs], np.float64),
+           np.array([r["val_loss"] for r in epochs], np.float64)) if epochs else None
+    return train, val
 
 
 def _ema(y, smooth):
@@ -355,11 +409,16 @@ def plot_loss_curves(curves, ax=None, *, log_y=True, smooth=0.0, xlabel="step", 
     """Plot loss curves against the step.
 
     Args:
-      curves: one curve (a 1-D sequence), or a mapping ``name -> curve``. A 2-D
-        curve ``(runs, steps)`` is drawn as its mean with a min-max band.
+      curves: one curve (a 1-D sequence), a :class:`jloss.History` from
+        :func:`jloss.fit`, or a mapping ``name -> curve or History``. A 2-D
+        curve ``(runs, steps)`` is drawn as its mean with a min-max band. A
+        History is drawn as its per-step loss against its recorded step
+        count, and, when it has one, the per-epoch ``val_loss`` as markers at
+        each epoch's last step (labelled ``loss`` and ``val_loss``, prefixed
+        with the name in a mapping).
       ax: matplotlib Axes to draw on (default: a new figure's).
       log_y: log scale on the loss axis (only when every value is positive).
-      smooth: EMA factor in [0, 1) applied before plotting (0: raw).
+      smooth: EMA factor in [0, 1) applied before plotting (0: raw); not to ``val_loss``.
       band: draw the min-max band of 2-D curves.
 
     Returns: the Axes.
@@ -368,6 +427,18 @@ def plot_loss_curves(curves, ax=None, *, log_y=True, smooth=0.0, xlabel="step", 
     data = _as_curves(curves)
     positive = True
     for name, y in data.items():
+        if isinstance(y, History):
+            (steps, y), val = _history_curves(y, name)
+            y = _ema(np.where(np.isfinite(y), y, np.nan), smooth)
+            (line,) = ax.plot(steps, y, label=name or "loss")
+            values = [y]
+            if val is not None:
+                ax.plot(*val, "o--", color=line.get_color(), label=f"{name} val_loss" if name else "val_loss")
+                values.append(val[1])
+            finite = np.concatenate(values)
+            finite = finite[np.isfinite(finite)]
+            positive = positive and finite.size > 0 and bool(np.all(finite > 0))
+            continue
         if y.ndim == 1:
             y = y[None]
         if y.ndim != 2:
@@ -390,7 +461,7 @@ def plot_loss_curves(curves, ax=None, *, log_y=True, smooth=0.0, xlabel="step", 
     ax.set_ylabel(ylabel)
     if title:
         ax.set_title(title)
-    if any(data):
+    if any(data) or any(isinstance(y, History) for y in data.values()):
         ax.legend(fontsize="small")
     return ax
 

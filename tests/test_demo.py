@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 
-from jloss import cli, demo
+from jloss import cli, demo, metrics
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -171,18 +171,26 @@ def test_run_rejects_unknown_names():
         demo.run(only=["nope"], out=None)
 
 
-def test_expected_calibration_error():
+def test_reliability_uses_the_ece_bins():
     labels = np.array([0, 1, 0, 1])
     confident = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # conf 1, accuracy 3/4
-    assert demo._expected_calibration_error(confident, labels) == pytest.approx(0.25)
-    calibrated = np.array([[0.5, 0.5]] * 4)  # conf 0.5, argmax 0: accuracy 1/2
-    assert demo._expected_calibration_error(calibrated, labels) == pytest.approx(0.0)
+    centers, acc = demo._reliability(confident, labels, bins=4)
+    np.testing.assert_allclose(centers, [0.125, 0.375, 0.625, 0.875])
+    np.testing.assert_array_equal(np.isnan(acc), [True, True, True, False])
+    assert acc[-1] == pytest.approx(0.75)
+    assert float(metrics.expected_calibration_error(confident, labels, num_bins=4)) == pytest.approx(0.25)
+    # confidence exactly on an edge goes to the bin below it, as in the ECE: (b/M, (b+1)/M]
+    on_edge = np.array([[0.5, 0.5]] * 4)  # conf 0.5, argmax 0: accuracy 1/2
+    _, acc = demo._reliability(on_edge, labels, bins=4)
+    assert acc[1] == pytest.approx(0.5) and np.isnan(acc[2])
+    assert float(metrics.expected_calibration_error(on_edge, labels, num_bins=4)) == pytest.approx(0.0)
 
 
-def test_recall_and_specificity():
-    pred, labels = np.array([1, 0, 1, 1, 0]), np.array([1, 1, 0, 1, 0])
-    assert demo._recall(pred, labels) == pytest.approx(2 / 3)
-    assert demo._specificity(pred, labels) == pytest.approx(1 / 2)
+def test_specificity_is_the_recall_of_flipped_predictions():
+    # what claim_imbalance computes: recall, and specificity as binary_recall of ~pred, ~label
+    pred, labels = np.array([1, 0, 1, 1, 0]) == 1, np.array([1, 1, 0, 1, 0]) == 1
+    assert float(metrics.binary_recall(pred, labels)) == pytest.approx(2 / 3)
+    assert float(metrics.binary_recall(~pred, ~labels)) == pytest.approx(1 / 2)
 
 
 def test_format_table():

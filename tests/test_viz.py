@@ -81,14 +81,52 @@ def test_lr_finder_min10_method(problem):
 def test_lr_finder_uses_the_states_own_optimizer(problem):
     batch, params, loss_fn = problem
     state = jloss.TrainState.create(params=params, tx=jloss.optimizer("adam", 1e-3))
-    own = viz.lr_finder(loss_fn, state, batch, optimizer=None, min_lr=1e-4, max_lr=1.0, num_steps=30)
-    sgd = viz.lr_finder(loss_fn, state, batch, min_lr=1e-4, max_lr=1.0, num_steps=30)  # default "sgd"
+    own = viz.lr_finder(loss_fn, state, batch, min_lr=1e-4, max_lr=1.0, num_steps=30)  # default: its own
+    explicit = viz.lr_finder(loss_fn, state, batch, optimizer=None, min_lr=1e-4, max_lr=1.0, num_steps=30)
+    sgd = viz.lr_finder(loss_fn, state, batch, optimizer="sgd", min_lr=1e-4, max_lr=1.0, num_steps=30)
+    np.testing.assert_array_equal(own.losses, explicit.losses)
     # Adam's updates do not scale with the gradient: at the same rates it moves faster early on
     assert not np.allclose(own.losses, sgd.losses)
     # the first loss is the loss at the given parameters either way
     assert own.losses[0] == pytest.approx(float(loss_fn(params, batch)), rel=1e-5)
     # the given parameters are unchanged
     np.testing.assert_array_equal(np.asarray(state.params["w"]), params["w"])
+
+
+def test_lr_finder_default_tests_an_adam_state_with_adam_and_its_moments(problem):
+    import optax
+
+    batch, params, loss_fn = problem
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("adam", 1e-2))
+    step = jloss.make_train_step(loss_fn)
+    for _ in range(3):  # Adam moments that are not zero: the test must continue from them
+        state, _ = step(state, batch)
+    res = viz.lr_finder(loss_fn, state, batch, min_lr=1e-4, max_lr=1e-1, num_steps=12, smoothing=0.0)
+    assert len(res.lrs) == 12 and not res.diverged
+    # by hand: optax's Adam from the state's moments, the same exponential ramp of rates
+    adam = optax.scale_by_adam()
+    adam_state = state.opt_state.inner_state[0]
+    assert isinstance(adam_state, optax.ScaleByAdamState) and int(adam_state.count) == 3
+    p, expected = state.params, []
+    for i in range(12):
+        loss, grads = jax.value_and_grad(loss_fn)(p, batch)
+        expected.append(float(loss))
+        updates, adam_state = adam.update(grads, adam_state, p)
+        p = jax.tree.map(lambda a, u, i=i: a - 1e-4 * 1e3 ** (i / 11) * u, p, updates)
+    np.testing.assert_allclose(res.losses, expected, rtol=1e-5)
+    np.testing.assert_allclose(res.lrs, [1e-4 * 1e3 ** (i / 11) for i in range(12)], rtol=1e-6)
+
+
+def test_lr_finder_with_a_name_starts_a_fresh_optimizer(problem):
+    batch, params, loss_fn = problem
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("adam", 1e-3))
+    kwargs = {"min_lr": 1e-4, "max_lr": 1.0, "num_steps": 20}
+    from_state = viz.lr_finder(loss_fn, state, batch, optimizer="momentum", **kwargs)
+    from_params = viz.lr_finder(loss_fn, params, batch, optimizer="momentum", **kwargs)
+    np.testing.assert_array_equal(from_state.losses, from_params.losses)
+    # a params pytree with no optimizer= gets SGD
+    np.testing.assert_array_equal(viz.lr_finder(loss_fn, params, batch, **kwargs).losses,
+                                  viz.lr_finder(loss_fn, params, batch, optimizer="sgd", **kwargs).losses)
 
 
 @pytest.mark.parametrize("options", [{}, {"clip_norm": 1.0}, {"skip_nonfinite": True},
@@ -101,13 +139,27 @@ def test_set_learning_rate_reaches_the_injected_rate(options):
     assert float(jloss.learning_rate(state.opt_state)) == pytest.approx(1e-3)  # a new state, not edited
 
 
-def test_lr_finder_state_without_stored_rate(problem):
-    import optax
-
+@pytest.mark.parametrize(("make_tx", "why"), [
+    (lambda: __import__("optax").sgd(0.1), "does not store its learning rate"),
+    (lambda: jloss.optimizer("adam", 1e-3, schedule="cosine", decay_steps=100), "is a schedule"),
+])
+def test_lr_finder_state_whose_rate_cannot_be_set_falls_back_to_sgd(problem, make_tx, why):
     batch, params, loss_fn = problem
-    state = jloss.TrainState.create(params=params, tx=optax.sgd(0.1))
-    with pytest.raises(ValueError, match="does not store its learning rate"):
-        viz.lr_finder(loss_fn, state, batch, optimizer=None)
+    state = jloss.TrainState.create(params=params, tx=make_tx())
+    kwargs = {"min_lr": 1e-4, "max_lr": 1.0, "num_steps": 20}
+    with pytest.warns(UserWarning, match=why):
+        res = viz.lr_finder(loss_fn, state, batch, **kwargs)
+    np.testing.assert_array_equal(res.losses, viz.lr_finder(loss_fn, params, batch, optimizer="sgd",
+                                                            **kwargs).losses)
+
+
+def test_lr_finder_options_need_an_optimizer_name_for_an_own_optimizer(problem):
+    batch, params, loss_fn = problem
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("adam", 1e-3))
+    with pytest.raises(ValueError, match="optimizer='sgd'"):
+        viz.lr_finder(loss_fn, state, batch, num_steps=5, momentum=0.9)
+    # for params, the options go to the fresh SGD, as before
+    viz.lr_finder(loss_fn, params, batch, num_steps=5, momentum=0.9)
 
 
 def test_lr_finder_batches_list_cycles_and_iterator_ends(problem):
@@ -243,6 +295,34 @@ def test_plot_loss_curves():
     viz.plot_loss_curves({"x": np.array([[1.0, np.inf, np.nan], [1.0, 0.5, 0.2]])}, _ax())
     with pytest.raises(ValueError, match="1-D"):
         viz.plot_loss_curves({"bad": np.zeros((2, 2, 2))}, _ax())
+
+
+def test_plot_loss_curves_draws_a_fit_history(problem):
+    batch, params, loss_fn = problem
+    state = jloss.TrainState.create(params=params, tx=jloss.optimizer("sgd", 0.1))
+    _, history = jloss.fit(state, jloss.make_train_step(loss_fn), batch, epochs=2, batch_size=64, key=0,
+                           eval_data=batch, eval_fn=loss_fn, progress=False)
+    losses = [r["loss"] for r in history.steps]
+    assert len(losses) == 8  # 2 epochs of 256 / 64 steps
+    ax = viz.plot_loss_curves(history, _ax())
+    train, val = ax.lines
+    np.testing.assert_array_equal(train.get_xdata(), np.arange(1, 9))
+    np.testing.assert_array_equal(train.get_ydata(), losses)
+    # val_loss at the last step of each epoch
+    np.testing.assert_array_equal(val.get_xdata(), [4, 8])
+    np.testing.assert_array_equal(val.get_ydata(), [r["val_loss"] for r in history.epochs])
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["loss", "val_loss"]
+    assert ax.get_yscale() == "log"
+    # in a mapping, next to a plain curve; smoothing applies to the per-step loss
+    ax = viz.plot_loss_curves({"fit": history, "other": np.ones(8)}, _ax(), smooth=0.5)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["fit", "fit val_loss", "other"]
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), viz._ema(np.array(losses), 0.5))
+    # without evaluation, only the per-step loss
+    _, no_eval = jloss.fit(state, jloss.make_train_step(loss_fn), batch, epochs=1, batch_size=128,
+                           progress=False)
+    assert len(viz.plot_loss_curves(no_eval, _ax()).lines) == 1
+    with pytest.raises(ValueError, match="no per-step loss"):
+        viz.plot_loss_curves(jloss.History(), _ax())
 
 
 def test_plot_loss_curves_without_axes_makes_a_figure():

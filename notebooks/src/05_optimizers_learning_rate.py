@@ -112,7 +112,8 @@ plt.show()
 # `jloss.lr_finder` (Smith, 2017) trains for a few dozen steps while raising the learning
 # rate exponentially, records the loss, and stops when it diverges. The suggestion is the
 # rate where the (smoothed) loss falls fastest. It costs one short run instead of a sweep.
-# Test the optimizer you will train with (here Adam; the default is SGD).
+# Test the optimizer you will train with: here Adam, named, as we pass bare parameters
+# (they default to SGD; a `TrainState` built with `jloss.optimizer` is tested with its own).
 # %%
 finder = jloss.lr_finder(loss_fn, params0, batch, optimizer="adam", min_lr=1e-5, max_lr=10.0, num_steps=80)
 print(f"suggested learning rate {finder.suggested_lr:.2g}; the smoothed loss is lowest at "
