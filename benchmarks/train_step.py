@@ -9,8 +9,13 @@
    pair donates the state's buffers on both sides (``make_train_step(...,
    donate=True)`` and ``jax.jit(..., donate_argnums=(0, 1))``).
 2. ``jloss.per_example_grads`` (one ``vmap``-ed, jitted call) against a
-   Python loop of a jitted ``jax.grad`` over the examples of a batch of 64
-   (results stacked like the vmapped ones): speed-up loop / vmap.
+   Python loop over the examples of a batch of 64 (results stacked like the
+   vmapped ones), of a jitted ``jax.grad`` and of plain (eager) ``jax.grad``:
+   speed-up loop / vmap.
+
+Each timed sample runs enough calls for about 25 ms of work (5 ms with
+``--quick``) with Python's garbage collector paused, as ``timeit`` does, and
+every number is the median over interleaved rounds.
 
 Run: ``python benchmarks/train_step.py`` (``--quick`` for a short run).
 Prints the command and a markdown table. Times are wall-clock by default;
@@ -19,6 +24,7 @@ which other processes on a shared machine disturb far less.
 """
 
 import argparse
+import gc
 import itertools
 import os
 import statistics
@@ -64,12 +70,49 @@ def data(sizes, batch, seed=0):
 
 
 def timed(fn, n):
-    start = clock()
-    fn(n)
-    return (clock() - start) / n
+    """Seconds per call of ``fn(n)``, with Python's garbage collector paused (as ``timeit`` does)."""
+    gc.collect()
+    gc.disable()
+    try:
+        start = clock()
+        fn(n)
+        return (clock() - start) / n
+    finally:
+        gc.enable()
 
 
-def bench_train_step(sizes, batch, rounds, steps, with_norm=False, donate=False):
+def calls_per_sample(fn, seconds):
+    """How many calls of ``fn`` (already compiled) make one timed sample of about ``seconds``.
+
+    A sample of a few milliseconds is at the mercy of the scheduler on a
+    shared 2-core machine; one of tens of milliseconds averages that out.
+    """
+    return max(2, round(seconds / timed(fn, 3)))
+
+
+def interleaved(contenders, rounds, seconds):
+    """Median time per call of each contender, and the median of their per-round ratios.
+
+    ``contenders`` maps a name to ``fn(n)`` running n calls and blocking; the
+    first is the reference of the ratios. Every round times each contender once,
+    alternating who goes first, so machine load hits all of them alike.
+    """
+    counts = {name: calls_per_sample(fn, seconds) for name, fn in contenders.items()}
+    times = {name: [] for name in contenders}
+    for r in range(rounds):
+        order = list(contenders.items())
+        if r % 2:
+            order.reverse()
+        for name, fn in order:
+            times[name].append(timed(fn, counts[name]))
+    ref = next(iter(contenders))
+    medians = {name: statistics.median(t) for name, t in times.items()}
+    ratios = {name: statistics.median(a / b for a, b in zip(t, times[ref], strict=True))
+              for name, t in times.items()}
+    return medians, ratios
+
+
+def bench_train_step(sizes, batch, rounds, seconds, with_norm=False, donate=False):
     params = init_mlp(jax.random.key(0), sizes)
     b = data(sizes, batch)
 
@@ -105,51 +148,40 @@ def bench_train_step(sizes, batch, rounds, steps, with_norm=False, donate=False)
 
     run_ours(3)
     run_hand(3)  # compile and warm up
-    ratios, t_ours, t_hand = [], [], []
-    for r in range(rounds):
-        pair = [("ours", run_ours), ("hand", run_hand)]
-        if r % 2:
-            pair.reverse()  # alternate who goes first
-        times = {name: timed(fn, steps) for name, fn in pair}
-        ratios.append(times["ours"] / times["hand"])
-        t_ours.append(times["ours"])
-        t_hand.append(times["hand"])
-    return statistics.median(t_ours), statistics.median(t_hand), statistics.median(ratios)
+    medians, ratios = interleaved({"hand": run_hand, "ours": run_ours}, rounds, seconds)
+    return medians["ours"], medians["hand"], ratios["ours"]
 
 
-def bench_per_example(sizes, batch, rounds):
+def bench_per_example(sizes, batch, rounds, seconds):
     params = init_mlp(jax.random.key(0), sizes)
     x, y = data(sizes, batch)
     vmapped = jax.jit(jloss.per_example_grads(loss_fn))
-    one = jax.jit(jax.grad(loss_fn))
+    loops = {"jit(grad)": jax.jit(jax.grad(loss_fn)), "jax.grad (eager)": jax.grad(loss_fn)}
 
     def run_vmap(n):
         for _ in range(n):
             g = vmapped(params, (x, y))
         jax.block_until_ready(g)
 
-    def run_loop(n):
-        for _ in range(n):
-            grads = [one(params, (x[i:i + 1], y[i:i + 1])) for i in range(batch)]
-            g = jax.tree.map(lambda *leaves: jnp.stack(leaves), *grads)
-        jax.block_until_ready(g)
+    def looped(one):
+        def run_loop(n):
+            for _ in range(n):
+                grads = [one(params, (x[i:i + 1], y[i:i + 1])) for i in range(batch)]
+                g = jax.tree.map(lambda *leaves: jnp.stack(leaves), *grads)
+            jax.block_until_ready(g)
+        return run_loop
 
-    # the loop's per-example gradients equal the vmapped ones
     run_vmap(1)
-    run_loop(1)
     ref = vmapped(params, (x, y))
-    check = one(params, (x[5:6], y[5:6]))
-    np.testing.assert_allclose(ref[0]["w"][5], check[0]["w"], atol=1e-5)
-    t_vmap, t_loop, speedups = [], [], []
-    for r in range(rounds):
-        pair = [("vmap", run_vmap), ("loop", run_loop)]
-        if r % 2:
-            pair.reverse()
-        times = {name: timed(fn, 2) for name, fn in pair}
-        t_vmap.append(times["vmap"])
-        t_loop.append(times["loop"])
-        speedups.append(times["loop"] / times["vmap"])
-    return statistics.median(t_vmap), statistics.median(t_loop), statistics.median(speedups)
+    results = {}
+    for kind, one in loops.items():
+        # the loop's per-example gradients equal the vmapped ones
+        np.testing.assert_allclose(ref[0]["w"][5], one(params, (x[5:6], y[5:6]))[0]["w"], atol=1e-5)
+        run_loop = looped(one)
+        run_loop(1)
+        medians, ratios = interleaved({"vmap": run_vmap, "loop": run_loop}, rounds, seconds)
+        results[kind] = medians["vmap"], medians["loop"], ratios["loop"]  # loop / vmap: the speed-up
+    return results
 
 
 def n_params(sizes):
@@ -163,11 +195,12 @@ def main(argv=None):
                         help="XLA on one thread, timed by process CPU time (for shared machines)")
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else 21
+    seconds = 0.005 if args.quick else 0.025  # of work in each timed sample
     print("command: python " + " ".join(["benchmarks/train_step.py", *sys.argv[1:]]))
     timing = "process CPU time, XLA single-threaded" if args.single_thread else "wall-clock"
     print(f"jax {jax.__version__}, optax {optax.__version__}, backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s), {os.cpu_count()} CPU(s); {timing}; "
-          f"median of {rounds} interleaved rounds\n")
+          f"median of {rounds} interleaved rounds of about {seconds * 1e3:.0f} ms per sample\n")
 
     print("| benchmark | model (params) | batch | jloss | baseline | result | target |")
     print("|---|---|---|---|---|---|---|")
@@ -175,8 +208,7 @@ def main(argv=None):
     cases = [(small, False, False), (small, True, False), (small, False, True),
              (large, False, False), (large, False, True)]
     for sizes, with_norm, donate in cases:
-        ours, hand, ratio = bench_train_step(sizes, 128, rounds, 10 if args.quick else 40,
-                                             with_norm, donate)
+        ours, hand, ratio = bench_train_step(sizes, 128, rounds, seconds, with_norm, donate)
         baseline = "jit+optax returning loss and grad norm" if with_norm else "jit+optax"
         if donate:
             baseline += ", both donating the state"
@@ -184,10 +216,10 @@ def main(argv=None):
               f"({n_params(sizes):,}) | 128 | {ours * 1e3:.3f} ms | {hand * 1e3:.3f} ms | ratio {ratio:.3f} "
               "| <= 1.05 |")
     for sizes in [small, large]:
-        vmap, loop, speedup = bench_per_example(sizes, 64, rounds)
-        print(f"| per-example grads: loop of jit(grad) / jloss | MLP {'-'.join(map(str, sizes))} "
-              f"({n_params(sizes):,}) | 64 | {vmap * 1e3:.3f} ms | {loop * 1e3:.3f} ms | "
-              f"speed-up {speedup:.1f}x | >= 20x |")
+        model = f"MLP {'-'.join(map(str, sizes))} ({n_params(sizes):,})"
+        for loop_kind, (vmap, loop, speedup) in bench_per_example(sizes, 64, rounds, seconds).items():
+            print(f"| per-example grads: Python loop of {loop_kind} / jloss | {model} | 64 | "
+                  f"{vmap * 1e3:.3f} ms | {loop * 1e3:.3f} ms | speed-up {speedup:.1f}x | >= 20x |")
 
 
 if __name__ == "__main__":
