@@ -92,6 +92,42 @@ def _is_label(labels, num_classes):
     return jnp.arange(num_classes)[None, :] == labels[:, None]
 
 
+# ------------------------------------------------------ shard_map typing
+
+
+def _varying_axes(x):
+    """The ``shard_map`` mesh axes along which ``x`` varies (none outside ``shard_map``)."""
+    aval = jax.typeof(x)
+    manual = getattr(aval, "manual_axis_type", None)  # older jax releases call it ``vma``
+    return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
+
+
+def vary_together(*xs):
+    """``xs`` (None allowed), each marked as varying along every mesh axis any of them varies along.
+
+    Inside ``shard_map`` a replicated operand (``pos_weight``, the ``weight``
+    of :func:`jloss.linear_cross_entropy`) meets sharded logits or hidden
+    states. A custom VJP must return each cotangent with its operand's type,
+    but a cotangent computed from sharded data varies per device, and a
+    ``fori_loop`` carry must keep one type. Marked varying before the kernel,
+    autodiff sums the replicated operands' cotangents across devices itself
+    (the transpose of the cast). Kernels whose cotangents for replicated
+    operands are zero (class weights, gamma) do not need it. Outside
+    ``shard_map`` this is the identity.
+    """
+    axes = frozenset().union(*(_varying_axes(x) for x in xs if x is not None))
+    pcast = getattr(jax.lax, "pcast", None)
+
+    def vary(x):
+        missing = () if x is None else tuple(sorted(axes - _varying_axes(x)))
+        if not missing:
+            return x
+        return pcast(x, missing, to="varying") if pcast else jax.lax.pvary(x, missing)
+
+    return tuple(vary(x) for x in xs)
+
+
+
 # ------------------------------------------------------ sparse softmax CE
 
 
@@ -219,13 +255,17 @@ sparse_softmax_ce.defvjp(_sparse_fwd, _sparse_bwd)
 # ------------------------------------------------------- dense softmax CE
 
 
-@jax.custom_vjp
 def dense_softmax_ce(logits, targets, smoothing, class_weights, z_loss):
     """Per-example ``sum_c a_c (-log p_c) + z lse^2``, ``a = ((1-s) t + s/C) w``.
 
     ``targets`` (N, C) probabilities. At a -inf logit the smoothing mass is
     dropped and any real target mass there makes the loss +inf.
     """
+    return _dense_ce(*vary_together(logits, targets), smoothing, class_weights, z_loss)
+
+
+@jax.custom_vjp
+def _dense_ce(logits, targets, smoothing, class_weights, z_loss):
     return _dense_fwd(logits, targets, smoothing, class_weights, z_loss)[0]
 
 
@@ -263,7 +303,7 @@ def _dense_bwd(res, g):
             _zero(class_weights), _zero(z_loss))
 
 
-dense_softmax_ce.defvjp(_dense_fwd, _dense_bwd)
+_dense_ce.defvjp(_dense_fwd, _dense_bwd)
 
 
 # ------------------------------------------------------ softmax focal
@@ -353,7 +393,6 @@ def _sum_to_shape(x, shape):
     return jnp.sum(x, axis=axes, keepdims=True) if axes else x
 
 
-@jax.custom_vjp
 def sigmoid_bce(logits, labels, pos_weight, smoothing):
     """Elementwise ``pw y' softplus(-x) + (1 - y') softplus(x)``: BCE with logits.
 
@@ -362,6 +401,11 @@ def sigmoid_bce(logits, labels, pos_weight, smoothing):
     backward holds the logits and labels in their own dtypes and no
     float32 (N, V) copy.
     """
+    return _bce(*vary_together(logits, labels, pos_weight), smoothing)
+
+
+@jax.custom_vjp
+def _bce(logits, labels, pos_weight, smoothing):
     return _bce_fwd(logits, labels, pos_weight, smoothing)[0]
 
 
@@ -387,7 +431,7 @@ def _bce_bwd(res, g):
             dpw.astype(pos_weight.dtype), _zero(smoothing))
 
 
-sigmoid_bce.defvjp(_bce_fwd, _bce_bwd)
+_bce.defvjp(_bce_fwd, _bce_bwd)
 
 
 @jax.custom_vjp

@@ -121,7 +121,7 @@ def _fused_ce(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
 
 def _fused_fwd(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
     dtype = compute_dtype(hidden, weight, bias)
-    rows, vocab = hidden.shape[0], weight.shape[1]
+    vocab = weight.shape[1]
 
     def body(carry, w_blk, b_blk, start):
         m, s, picked, count, shifted_sum = carry
@@ -140,8 +140,8 @@ def _fused_fwd(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
             count = count + jnp.sum(finite, axis=1, dtype=dtype)
         return m_new, s, picked, count, shifted_sum
 
-    zeros = jnp.zeros((rows,), dtype)
-    init = (jnp.full((rows,), -jnp.inf, dtype), zeros, zeros, zeros, zeros)
+    zeros = jnp.zeros_like(labels, dtype)
+    init = (jnp.full_like(labels, -jnp.inf, dtype), zeros, zeros, zeros, zeros)
     m, s, picked, count, shifted_sum = _for_each_block(cfg.block, weight, bias, body, init)
     ref = _safe_max(m)
     lse_rel = jnp.log(s)
@@ -184,7 +184,7 @@ def _fused_bwd(cfg, res, g):
                                                 preferred_element_type=dtype)
         return dhidden, dweight, dbias
 
-    init = (jnp.zeros(hidden.shape, dtype), jnp.zeros_like(weight),
+    init = (jnp.zeros_like(hidden, dtype), jnp.zeros_like(weight),
             None if bias is None else jnp.zeros_like(bias))
     dhidden, dweight, dbias = _for_each_block(cfg.block, weight, bias, body, init)
     return (dhidden.astype(hidden.dtype), dweight, dbias,
@@ -296,6 +296,7 @@ def _linear_ce(hidden, weight, bias, labels, smoothing, z_loss, softcap, weights
     dtype = compute_dtype(hidden, weight, bias)
     cfg = _Config(block=block, smoothing_on=smoothing_on, softcap_on=softcap is not None)
     cap = None if softcap is None else jnp.asarray(softcap, dtype)
+    h, weight, bias, y = _stable.vary_together(h, weight, bias, y)
     loss = _fused_ce(cfg, h, weight, bias, y, jnp.asarray(smoothing, dtype),
                      jnp.asarray(z_loss, dtype), cap)
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)

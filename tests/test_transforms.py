@@ -10,6 +10,8 @@ import pytest
 from _registry import CASES, grads_of, opt_id, params, reference, to_jax
 from jax.sharding import Mesh, PartitionSpec
 
+import jloss
+
 DEVICES = 4
 RTOL, ATOL = 1e-5, 1e-6
 
@@ -72,3 +74,53 @@ def test_shard_map_sum_equals_global_sum(case, opts):
                                     out_specs=PartitionSpec()))
     np.testing.assert_allclose(float(sharded(*args)),
                                float(case.fn(*args, **opts, reduction="sum")), rtol=RTOL)
+
+
+def _bce_pos_weight(x, y, pos_weight):
+    return jloss.binary_cross_entropy(x, y, pos_weight=pos_weight, label_smoothing=0.1,
+                                      reduction="sum")
+
+
+def _sparse_class_weights(x, y, class_weights):
+    return jloss.sparse_categorical_cross_entropy(x, y, class_weights=class_weights,
+                                                  label_smoothing=0.1, reduction="sum")
+
+
+def _linear_ce(h, y, weight, bias):  # V = 20 in blocks of 8: the blocked loop runs
+    return jloss.linear_cross_entropy(h, weight, y, bias=bias, block_size=8, label_smoothing=0.1,
+                                      z_loss=1e-3, logit_softcap=5.0, reduction="sum")
+
+
+def _replicated_cases():
+    k = jax.random.split(jax.random.key(0), 6)
+    x = jax.random.normal(k[0], (2 * DEVICES, 3))
+    h = jax.random.normal(k[1], (2 * DEVICES, 4))
+    binary = (jax.random.uniform(k[2], x.shape) > 0.5).astype(jnp.float32)
+    labels = jax.random.randint(k[3], (2 * DEVICES,), 0, 3)
+    tokens = jax.random.randint(k[4], (2 * DEVICES,), 0, 20)
+    return [
+        ("bce_pos_weight", _bce_pos_weight, (x, binary), (jnp.array([0.5, 2.0, 3.0]),)),
+        ("sparse_class_weights", _sparse_class_weights, (x, labels), (jnp.array([1.0, 2.0, 0.5]),)),
+        ("linear_cross_entropy", _linear_ce, (h, tokens),
+         (jax.random.normal(k[5], (4, 20)), jnp.linspace(-1.0, 1.0, 20))),
+    ]
+
+
+@pytest.mark.parametrize("name,fn,sharded,replicated", _replicated_cases(),
+                         ids=[c[0] for c in _replicated_cases()])
+def test_shard_map_with_replicated_operands(name, fn, sharded, replicated):
+    """Data parallel inside shard_map: the batch sharded, per-class parameters (pos_weight,
+    class weights, the output projection) replicated. Value and every gradient equal the
+    unsharded call; the replicated operands' gradients are summed across devices."""
+    mesh = Mesh(np.array(jax.devices()), ("batch",))
+    specs = (PartitionSpec("batch"),) * len(sharded) + (PartitionSpec(),) * len(replicated)
+    args = (*sharded, *replicated)
+    floats = tuple(i for i, a in enumerate(args) if jnp.issubdtype(a.dtype, jnp.floating))
+
+    local = jax.shard_map(lambda *a: jax.lax.psum(fn(*a), "batch"), mesh=mesh, in_specs=specs,
+                          out_specs=PartitionSpec())
+    value, grads = jax.block_until_ready(
+        jax.jit(jax.value_and_grad(local, argnums=floats))(*args))
+    ref_value, ref_grads = jax.value_and_grad(fn, argnums=floats)(*args)
+    np.testing.assert_allclose(float(value), float(ref_value), rtol=RTOL)
+    _close(grads, ref_grads, name)
