@@ -66,28 +66,47 @@ def test_options_reach_the_optax_constructor():
 
 
 def _expected_lr(name, t, lr=1.0, total=100, warmup=10, end=0.1, rate=0.5):
+    """The rate at step t, written from make_schedule's docstring: a linear warm-up from 0, then
+    the schedule; total (decay_steps) counts the whole schedule, warm-up included."""
+    if t < warmup:
+        return lr * t / warmup
+    s, length = t - warmup, total - warmup
     if name == "constant":
-        return lr * min(t / warmup, 1.0)
-    if name == "cosine":
-        t = min(t, total)
-        return end + (lr - end) * 0.5 * (1 + math.cos(math.pi * t / total))
-    if name == "warmup_cosine":
-        if t < warmup:
-            return lr * t / warmup
-        t = min(t, total)
-        return end + (lr - end) * 0.5 * (1 + math.cos(math.pi * (t - warmup) / (total - warmup)))
+        return lr
+    if name in ("cosine", "warmup_cosine"):
+        return end + (lr - end) * 0.5 * (1 + math.cos(math.pi * min(s, length) / length))
     if name == "linear":
-        return lr + (end - lr) * min(t, total) / total
+        return lr + (end - lr) * min(s, length) / length
     if name == "exponential":
-        return lr * rate ** (t / total)
+        return lr * rate ** (s / total)
     raise AssertionError(name)
 
 
+@pytest.mark.parametrize("warmup", [0, 10])
 @pytest.mark.parametrize("name", ["constant", "cosine", "warmup_cosine", "linear", "exponential"])
-def test_schedule_values(name):
-    schedule = jloss.make_schedule(name, 1.0, decay_steps=100, warmup_steps=10, end_value=0.1, decay_rate=0.5)
+def test_schedule_values(name, warmup):
+    schedule = jloss.make_schedule(name, 1.0, decay_steps=100, warmup_steps=warmup, end_value=0.1,
+                                   decay_rate=0.5)
     for t in [0, 1, 5, 10, 37, 50, 99, 100, 150]:
-        assert float(schedule(t)) == pytest.approx(_expected_lr(name, t), rel=1e-5, abs=1e-7), (name, t)
+        expected = _expected_lr(name, t, warmup=warmup)
+        assert float(schedule(t)) == pytest.approx(expected, rel=1e-5, abs=1e-7), (name, t)
+
+
+def test_warmup_cosine_is_optax_warmup_cosine_decay():
+    ours = jloss.make_schedule("warmup_cosine", 0.3, decay_steps=50, warmup_steps=7, end_value=0.01)
+    theirs = optax.warmup_cosine_decay_schedule(0.0, 0.3, 7, 50, end_value=0.01)
+    np.testing.assert_allclose([float(ours(t)) for t in range(60)], [float(theirs(t)) for t in range(60)],
+                               rtol=1e-6, atol=1e-8)
+
+
+def test_warmup_without_a_schedule_warms_up_to_the_constant_rate():
+    tx = jloss.optimizer("sgd", 0.1, warmup_steps=4)
+    state = jloss.TrainState.create(params={"x": jnp.zeros(2)}, tx=tx)
+    rates = []
+    for _ in range(6):
+        state = state.apply_gradients({"x": jnp.ones(2)})
+        rates.append(float(jloss.learning_rate(state.opt_state)))
+    np.testing.assert_allclose(rates, [0.0, 0.025, 0.05, 0.075, 0.1, 0.1], rtol=1e-6)
 
 
 def test_train_step_reports_the_scheduled_rate_of_each_update():
@@ -122,6 +141,17 @@ def test_schedule_errors():
         jloss.optimizer("sgd", 0.1, schedule="cosine")
     with pytest.raises(ValueError, match="either a schedule name or a schedule"):
         jloss.optimizer("sgd", optax.constant_schedule(0.1), schedule="cosine", decay_steps=10)
+    # options that would otherwise be ignored without a word
+    with pytest.raises(ValueError, match="decay_steps applies only to a named schedule: pass schedule="):
+        jloss.optimizer("sgd", 0.1, decay_steps=100)
+    with pytest.raises(ValueError, match="decay_steps and end_value apply only to a named schedule"):
+        jloss.optimizer("sgd", 0.1, decay_steps=100, end_value=0.01)
+    with pytest.raises(ValueError, match="learning_rate is already a schedule, so warmup_steps cannot"):
+        jloss.optimizer("sgd", optax.constant_schedule(0.1), warmup_steps=5)
+    with pytest.raises(ValueError, match=r"needs decay_steps > warmup_steps .*got 10 and 10"):
+        jloss.optimizer("sgd", 0.1, schedule="linear", decay_steps=10, warmup_steps=10)
+    with pytest.raises(ValueError, match="warmup_steps must be an int >= 0, got -1"):
+        jloss.make_schedule("constant", 0.1, warmup_steps=-1)
 
 
 def test_learning_rate_is_none_without_injected_hyperparams():

@@ -41,32 +41,44 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine", "linear", "exponential")
 
 def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_value=0.0,
                   decay_rate=0.1):
-    """A learning-rate schedule by name.
+    """A learning-rate schedule by name, after an optional linear warm-up.
 
-    - ``constant``: ``learning_rate`` throughout (after ``warmup_steps`` of linear warm-up).
-    - ``cosine``: cosine decay to ``end_value`` over ``decay_steps``.
-    - ``warmup_cosine``: linear warm-up from 0 over ``warmup_steps``, then cosine
-      decay to ``end_value``; ``decay_steps`` counts the whole schedule.
-    - ``linear``: linear decay to ``end_value`` over ``decay_steps``.
-    - ``exponential``: ``learning_rate * decay_rate ** (step / decay_steps)``.
+    With ``warmup_steps > 0`` the rate first rises linearly from 0 to
+    ``learning_rate`` over ``warmup_steps``; the named schedule follows. For
+    the decaying schedules ``decay_steps`` counts the whole schedule, warm-up
+    included (as ``optax.warmup_cosine_decay_schedule``):
+
+    - ``constant``: ``learning_rate``.
+    - ``cosine``: cosine decay to ``end_value`` at step ``decay_steps``.
+    - ``warmup_cosine``: the same as ``cosine`` (the name says there is a warm-up).
+    - ``linear``: linear decay to ``end_value`` at step ``decay_steps``.
+    - ``exponential``: ``learning_rate * decay_rate ** (t / decay_steps)``, ``t``
+      counted from the end of the warm-up.
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
+    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
+        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
     if name == "constant":
-        if warmup_steps:
-            return optax.warmup_constant_schedule(0.0, learning_rate, warmup_steps)
-        return optax.constant_schedule(learning_rate)
-    if decay_steps is None or decay_steps <= 0:
-        raise ValueError(f"schedule {name!r} needs decay_steps > 0, got {decay_steps!r}")
-    if name == "cosine":
-        return optax.cosine_decay_schedule(learning_rate, decay_steps,
-                                           alpha=end_value / learning_rate if learning_rate else 0.0)
-    if name == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, learning_rate, warmup_steps, decay_steps,
-                                                  end_value=end_value)
-    if name == "linear":
-        return optax.linear_schedule(learning_rate, end_value, decay_steps)
-    return optax.exponential_decay(learning_rate, decay_steps, decay_rate)
+        decay = optax.constant_schedule(learning_rate)
+    else:
+        if decay_steps is None or decay_steps <= 0:
+            raise ValueError(f"schedule {name!r} needs decay_steps > 0, got {decay_steps!r}")
+        length = decay_steps - warmup_steps
+        if name != "exponential" and length <= 0:
+            raise ValueError(f"schedule {name!r} needs decay_steps > warmup_steps (decay_steps counts the "
+                             f"whole schedule, warm-up included), got {decay_steps} and {warmup_steps}")
+        if name in ("cosine", "warmup_cosine"):
+            decay = optax.cosine_decay_schedule(
+                learning_rate, length, alpha=end_value / learning_rate if learning_rate else 0.0)
+        elif name == "linear":
+            decay = optax.linear_schedule(learning_rate, end_value, length)
+        else:
+            decay = optax.exponential_decay(learning_rate, decay_steps, decay_rate)
+    if not warmup_steps:
+        return decay
+    return optax.join_schedules([optax.linear_schedule(0.0, learning_rate, warmup_steps), decay],
+                                [warmup_steps])
 
 
 def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_steps=0,
@@ -80,6 +92,9 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
       learning_rate: a float or an optax schedule (a callable of the step).
       schedule: a schedule name (see :func:`make_schedule`) applied to a float
         ``learning_rate``, with ``decay_steps``, ``warmup_steps``, ``end_value``.
+        ``warmup_steps`` without a schedule warms up to the constant rate;
+        ``decay_steps`` or ``end_value`` without one raise ValueError, as
+        do any of the three with a schedule passed as ``learning_rate``.
       clip_norm: clip gradients by global norm first.
       weight_decay: decoupled decay for adamw / lion / lamb, L2 added to the
         gradient (``optax.add_decayed_weights``) for the others.
@@ -94,9 +109,20 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}")
+    shaping = [k for k, v in [("warmup_steps", warmup_steps), ("decay_steps", decay_steps),
+                              ("end_value", end_value)] if v not in (0, None)]
+    if callable(learning_rate) and schedule is not None:
+        raise ValueError("pass either a schedule name or a schedule as learning_rate, not both")
+    if callable(learning_rate) and shaping:
+        raise ValueError(f"learning_rate is already a schedule, so {', '.join(shaping)} cannot shape it: "
+                         "build them into it (a warm-up with optax.join_schedules)")
+    unused = [k for k in shaping if k != "warmup_steps"]
+    if schedule is None and unused:
+        raise ValueError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} only to a "
+                         f"named schedule: pass schedule= (one of {', '.join(SCHEDULES)})")
+    if schedule is None and warmup_steps:
+        schedule = "constant"  # warm up to the constant rate
     if schedule is not None:
-        if callable(learning_rate):
-            raise ValueError("pass either a schedule name or a schedule as learning_rate, not both")
         learning_rate = make_schedule(schedule, learning_rate, decay_steps=decay_steps,
                                       warmup_steps=warmup_steps, end_value=end_value)
     if weight_decay is not None and name in _DECOUPLED_DECAY:
