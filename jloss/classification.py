@@ -240,7 +240,7 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
       smoothing; Chowdhery et al., PaLM (2022) for z-loss.
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
-    _check_sparse_labels(labels, loss_shape, "logits")
+    _check_sparse_labels(labels, logits, axis, loss_shape, "logits")
     _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
     mask = _label_mask(labels, ignore_index, where, loss_shape)
     _checks.check_class_labels(labels, num_classes, mask)
@@ -251,9 +251,10 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
                    smoothing_on=not _checks.is_zero(label_smoothing), reduction=reduction)
 
 
-def _check_sparse_labels(labels, loss_shape, name):
+def _check_sparse_labels(labels, logits, axis, loss_shape, name):
     _checks.check_integer(labels=labels)
-    _checks.check_shape("labels", labels, loss_shape, f"{name} with the class axis removed")
+    _checks.check_shape("labels", labels, loss_shape,
+                        f"{name} of shape {jnp.shape(logits)} without its class axis {axis}")
 
 
 def _label_mask(labels, ignore_index, where, loss_shape):
@@ -315,7 +316,7 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
     forward-mode autodiff. Reference: Lin et al. (2017).
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
-    _check_sparse_labels(labels, loss_shape, "logits")
+    _check_sparse_labels(labels, logits, axis, loss_shape, "logits")
     _checks.check_range("gamma", gamma, low=0)
     check_class_vector("alpha", alpha, num_classes)
     _checks.check_range("alpha", alpha, low=0)
@@ -397,7 +398,7 @@ def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axi
     Reference: PyTorch ``multi_margin_loss``; Weston & Watkins (1999).
     """
     axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
-    _check_sparse_labels(labels, loss_shape, "scores")
+    _check_sparse_labels(labels, scores, axis, loss_shape, "scores")
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
     _checks.check_range("margin", margin)

@@ -19,7 +19,10 @@ def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=
     ``from_logits=False``, logs clamped at -100); ``targets`` are
     probabilities, or log-probabilities with ``log_targets=True``. Terms with
     ``t_c = 0`` contribute 0 with finite gradients for both arguments.
-    ``"mean"`` averages over examples (PyTorch's ``"batchmean"``).
+    ``"mean"`` averages over examples: PyTorch's ``"batchmean"`` for 2-D
+    input. With more axes every position is an example (a (B, T, C) input
+    divides by B * T), while PyTorch's ``"batchmean"`` divides by B only;
+    for that, use ``"sum"`` and divide by B.
 
     Args: logits and targets of the same shape (..., C, ...), ``axis`` the class axis.
     Returns: float32, scalar or the shape without ``axis``.

@@ -315,5 +315,9 @@ def test_one_hot_and_smooth_labels():
         jloss.one_hot(jnp.array([0.0, 1.0]), 3)
     with pytest.raises(ValueError, match="num_classes"):
         jloss.one_hot(labels, 0)
+    with pytest.raises(ValueError, match="num_classes"):
+        jloss.one_hot(labels, True)
+    # a NumPy integer (say, from an array's shape or max) is an int too, as for jax.nn.one_hot
+    np.testing.assert_array_equal(np.asarray(jloss.one_hot(labels, np.int64(5))), expected)
     with pytest.raises(ValueError, match="alpha"):
         jloss.smooth_labels(oh, 1.5)
