@@ -139,6 +139,13 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
         raise ValueError(f"{name} must be {span}, got {v.tolist() if v.ndim else v.item()}")
 
 
+def check_int(name, value, *, low):
+    """``value`` must be a Python or NumPy integer >= ``low`` (a bool is not one); returns it as int."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
 def is_zero(value):
     """True when ``value`` is known to be exactly 0 (lets a kernel skip work)."""
     v = concrete(value)

@@ -127,7 +127,6 @@ def vary_together(*xs):
     return tuple(vary(x) for x in xs)
 
 
-
 # ------------------------------------------------------ sparse softmax CE
 
 

@@ -275,11 +275,8 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
         _checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
     if block_size is None:
         block = default_block_size(int(np.prod(loss_shape)), vocab)
-    elif isinstance(block_size, (int, np.integer)) and not isinstance(block_size, bool) \
-            and block_size >= 1:
-        block = min(int(block_size), vocab)
     else:
-        raise ValueError(f"block_size must be a positive int or None, got {block_size!r}")
+        block = min(_checks.check_int("block_size", block_size, low=1), vocab)
     mask = _label_mask(labels, ignore_index, where, loss_shape)
     _checks.check_class_labels(labels, vocab, mask)
     return _linear_ce(hidden, weight, bias, labels, label_smoothing, z_loss, logit_softcap,

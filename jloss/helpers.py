@@ -2,7 +2,6 @@
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from jloss import _checks
 
@@ -13,10 +12,8 @@ def one_hot(labels, num_classes, *, dtype=jnp.float32):
     Labels outside ``[0, num_classes)`` give an all-zero row (as ``jax.nn.one_hot``).
     """
     _checks.check_integer(labels=labels)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
-            or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    return jax.nn.one_hot(labels, int(num_classes), dtype=dtype)
+    num_classes = _checks.check_int("num_classes", num_classes, low=1)
+    return jax.nn.one_hot(labels, num_classes, dtype=dtype)
 
 
 def smooth_labels(one_hot, alpha, *, axis=-1):

@@ -5,6 +5,8 @@ import inspect
 import jax
 import optax
 
+from jloss import _checks
+
 
 # Explicit signatures: optax.inject_hyperparams reads them (a ``**kw`` would be
 # taken for a hyperparameter named "kw").
@@ -57,8 +59,7 @@ def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
-    if isinstance(warmup_steps, bool) or not isinstance(warmup_steps, int) or warmup_steps < 0:
-        raise ValueError(f"warmup_steps must be an int >= 0, got {warmup_steps!r}")
+    warmup_steps = _checks.check_int("warmup_steps", warmup_steps, low=0)
     if name == "constant":
         decay = optax.constant_schedule(learning_rate)
     else:
