@@ -146,6 +146,8 @@ def test_schedule_errors():
         jloss.optimizer("sgd", 0.1, decay_steps=100)
     with pytest.raises(ValueError, match="decay_steps and end_value apply only to a named schedule"):
         jloss.optimizer("sgd", 0.1, decay_steps=100, end_value=0.01)
+    with pytest.raises(ValueError, match="decay_steps applies only to a named schedule"):
+        jloss.optimizer("sgd", 0.1, schedule="constant", decay_steps=100)  # constant does not decay
     with pytest.raises(ValueError, match="learning_rate is already a schedule, so warmup_steps cannot"):
         jloss.optimizer("sgd", optax.constant_schedule(0.1), warmup_steps=5)
     with pytest.raises(ValueError, match=r"needs decay_steps > warmup_steps .*got 10 and 10"):

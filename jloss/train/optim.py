@@ -94,8 +94,9 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
       schedule: a schedule name (see :func:`make_schedule`) applied to a float
         ``learning_rate``, with ``decay_steps``, ``warmup_steps``, ``end_value``.
         ``warmup_steps`` without a schedule warms up to the constant rate;
-        ``decay_steps`` or ``end_value`` without one raise ValueError, as
-        do any of the three with a schedule passed as ``learning_rate``.
+        ``decay_steps`` or ``end_value`` without a decaying schedule raise
+        ValueError, as do any of the three with a schedule passed as
+        ``learning_rate``.
       clip_norm: clip gradients by global norm first.
       weight_decay: decoupled decay for adamw / lion / lamb, L2 added to the
         gradient (``optax.add_decayed_weights``) for the others.
@@ -112,17 +113,20 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
         raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}")
     shaping = [k for k, v in [("warmup_steps", warmup_steps), ("decay_steps", decay_steps),
                               ("end_value", end_value)] if v not in (0, None)]
-    if callable(learning_rate) and schedule is not None:
-        raise ValueError("pass either a schedule name or a schedule as learning_rate, not both")
-    if callable(learning_rate) and shaping:
-        raise ValueError(f"learning_rate is already a schedule, so {', '.join(shaping)} cannot shape it: "
-                         "build them into it (a warm-up with optax.join_schedules)")
-    unused = [k for k in shaping if k != "warmup_steps"]
-    if schedule is None and unused:
-        raise ValueError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} only to a "
-                         f"named schedule: pass schedule= (one of {', '.join(SCHEDULES)})")
-    if schedule is None and warmup_steps:
-        schedule = "constant"  # warm up to the constant rate
+    if callable(learning_rate):
+        if schedule is not None:
+            raise ValueError("pass either a schedule name or a schedule as learning_rate, not both")
+        if shaping:
+            raise ValueError(f"learning_rate is already a schedule, so {', '.join(shaping)} cannot shape "
+                             "it: build them into it (a warm-up with optax.join_schedules)")
+    elif schedule in (None, "constant"):
+        unused = [k for k in shaping if k != "warmup_steps"]
+        if unused:
+            raise ValueError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} only to "
+                             f"a named schedule: pass schedule= one of {', '.join(SCHEDULES[1:])} (the "
+                             "constant rate does not decay)")
+        if shaping:
+            schedule = "constant"  # a warm-up to the constant rate
     if schedule is not None:
         learning_rate = make_schedule(schedule, learning_rate, decay_steps=decay_steps,
                                       warmup_steps=warmup_steps, end_value=end_value)
