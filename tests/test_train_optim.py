@@ -160,6 +160,17 @@ def test_learning_rate_is_none_without_injected_hyperparams():
     assert jloss.learning_rate(optax.sgd(0.1).init({"x": jnp.zeros(2)})) is None
 
 
+def test_a_numeric_rate_carries_no_step_count_of_its_own():
+    # inject_hyperparams' count is read only by schedules: with a number the state holds the
+    # inner optimizer's arrays and the rate, nothing more; a schedule keeps its count
+    params = {"x": jnp.zeros(2)}
+    ours = jloss.optimizer("adam", 0.1).init(params)
+    assert len(jax.tree.leaves(ours)) == len(jax.tree.leaves(optax.adam(0.1).init(params))) + 1
+    assert ours.count is None and float(jloss.learning_rate(ours)) == pytest.approx(0.1)
+    scheduled = jloss.optimizer("adam", 0.1, schedule="cosine", decay_steps=10).init(params)
+    assert scheduled.count is not None
+
+
 # --------------------------------------------------------------------------- options
 
 
