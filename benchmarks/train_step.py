@@ -17,6 +17,12 @@ Each timed sample runs enough calls for about 25 ms of work (5 ms with
 ``--quick``) with Python's garbage collector paused, as ``timeit`` does, and
 every number is the median over interleaved rounds.
 
+The step ratios are measured in several fresh processes (7 by default,
+``--processes``) and reported as the median over them, with their range. One
+process's ratio is not enough: two separately compiled copies of the same
+step, timed in the same process, differ by up to 4% on the tiny MLP, and
+processes differ by as much (the reason pyperf spawns worker processes).
+
 Run: ``python benchmarks/train_step.py`` (``--quick`` for a short run).
 Prints the command and a markdown table. Times are wall-clock by default;
 ``--single-thread`` runs XLA on one thread and times the process's CPU time,
@@ -26,8 +32,10 @@ which other processes on a shared machine disturb far less.
 import argparse
 import gc
 import itertools
+import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 
@@ -184,38 +192,76 @@ def bench_per_example(sizes, batch, rounds, seconds):
     return results
 
 
+SMALL, LARGE = (32, 64, 64, 10), (784, 512, 512, 10)
+# (sizes, baseline also returns the grad norm, both donate the state)
+STEP_CASES = [(SMALL, False, False), (SMALL, True, False), (SMALL, False, True),
+              (LARGE, False, False), (LARGE, False, True)]
+
+
+def step_cases(rounds, seconds):
+    """``[ours, hand, ratio]`` for every case of ``STEP_CASES``, measured in this process."""
+    return [list(bench_train_step(sizes, 128, rounds, seconds, with_norm, donate))
+            for sizes, with_norm, donate in STEP_CASES]
+
+
+def step_cases_in_processes(processes, worker_args):
+    """``step_cases`` run in ``processes`` fresh Python processes, one after the other."""
+    runs = []
+    for _ in range(processes):
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--worker", *worker_args],
+                             capture_output=True, text=True, check=True).stdout
+        runs.append(json.loads(out.splitlines()[-1]))
+    return runs
+
+
 def n_params(sizes):
     return sum(a * b + b for a, b in itertools.pairwise(sizes))
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="fewer rounds, one process (a smoke run)")
     parser.add_argument("--single-thread", action="store_true",
                         help="XLA on one thread, timed by process CPU time (for shared machines)")
+    parser.add_argument("--processes", type=int, default=None,
+                        help="fresh processes for the step ratios (default 7; 1 with --quick)")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     rounds = 5 if args.quick else 21
     seconds = 0.005 if args.quick else 0.025  # of work in each timed sample
+    if args.worker:  # one process's step ratios, as JSON, for step_cases_in_processes
+        print(json.dumps(step_cases(rounds, seconds)))
+        return
+    processes = args.processes or (1 if args.quick else 7)
+    if processes < 1:
+        parser.error(f"--processes must be >= 1, got {processes}")
     print("command: python " + " ".join(["benchmarks/train_step.py", *sys.argv[1:]]))
     timing = "process CPU time, XLA single-threaded" if args.single_thread else "wall-clock"
     print(f"jax {jax.__version__}, optax {optax.__version__}, backend {jax.default_backend()}, "
           f"{jax.device_count()} device(s), {os.cpu_count()} CPU(s); {timing}; "
-          f"median of {rounds} interleaved rounds of about {seconds * 1e3:.0f} ms per sample\n")
+          f"median of {rounds} interleaved rounds of about {seconds * 1e3:.0f} ms per sample; "
+          f"step ratios: median over {processes} process(es)\n")
 
+    if processes == 1:
+        runs = [step_cases(rounds, seconds)]
+    else:
+        worker_args = [a for a, on in [("--quick", args.quick), ("--single-thread", args.single_thread)] if on]
+        runs = step_cases_in_processes(processes, worker_args)
     print("| benchmark | model (params) | batch | jloss | baseline | result | target |")
     print("|---|---|---|---|---|---|---|")
-    small, large = (32, 64, 64, 10), (784, 512, 512, 10)
-    cases = [(small, False, False), (small, True, False), (small, False, True),
-             (large, False, False), (large, False, True)]
-    for sizes, with_norm, donate in cases:
-        ours, hand, ratio = bench_train_step(sizes, 128, rounds, seconds, with_norm, donate)
+    for i, (sizes, with_norm, donate) in enumerate(STEP_CASES):
+        ours, hand, ratio = (statistics.median(run[i][k] for run in runs) for k in range(3))
+        spread = ""
+        if processes > 1:
+            ratios = [run[i][2] for run in runs]
+            spread = f" ({min(ratios):.3f} to {max(ratios):.3f})"
         baseline = "jit+optax returning loss and grad norm" if with_norm else "jit+optax"
         if donate:
             baseline += ", both donating the state"
         print(f"| train step (adam): jloss / {baseline} | MLP {'-'.join(map(str, sizes))} "
-              f"({n_params(sizes):,}) | 128 | {ours * 1e3:.3f} ms | {hand * 1e3:.3f} ms | ratio {ratio:.3f} "
-              "| <= 1.05 |")
-    for sizes in [small, large]:
+              f"({n_params(sizes):,}) | 128 | {ours * 1e3:.3f} ms | {hand * 1e3:.3f} ms | "
+              f"ratio {ratio:.3f}{spread} | <= 1.05 |")
+    for sizes in [SMALL, LARGE]:
         model = f"MLP {'-'.join(map(str, sizes))} ({n_params(sizes):,})"
         for loop_kind, (vmap, loop, speedup) in bench_per_example(sizes, 64, rounds, seconds).items():
             print(f"| per-example grads: Python loop of {loop_kind} / jloss | {model} | 64 | "

@@ -29,3 +29,10 @@ def test_train_step_benchmark_functions():
     results = train_step.bench_per_example(sizes, 8, rounds=3, seconds=0.001)
     assert set(results) == {"jit(grad)", "jax.grad (eager)"}
     assert all(vmap > 0 and loop > 0 for vmap, loop, _ in results.values())
+
+
+def test_train_step_benchmark_worker_processes():
+    # the step ratios come from fresh worker processes that print one JSON line each
+    runs = train_step.step_cases_in_processes(1, ["--quick"])
+    assert len(runs) == 1 and len(runs[0]) == len(train_step.STEP_CASES)
+    assert all(ours > 0 and hand > 0 and ratio > 0 for ours, hand, ratio in runs[0])
