@@ -169,6 +169,9 @@ def test_a_numeric_rate_carries_no_step_count_of_its_own():
     assert ours.count is None and float(jloss.learning_rate(ours)) == pytest.approx(0.1)
     scheduled = jloss.optimizer("adam", 0.1, schedule="cosine", decay_steps=10).init(params)
     assert scheduled.count is not None
+    # schedule="constant" without a warm-up is the number itself
+    constant = jloss.optimizer("adam", 0.1, schedule="constant").init(params)
+    assert constant.count is None and not constant.hyperparams_states
 
 
 # --------------------------------------------------------------------------- options

@@ -126,8 +126,9 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
             raise ValueError(f"{' and '.join(unused)} {'apply' if len(unused) > 1 else 'applies'} only to "
                              f"a named schedule: pass schedule= one of {', '.join(SCHEDULES[1:])} (the "
                              "constant rate does not decay)")
-        if shaping:
-            schedule = "constant"  # a warm-up to the constant rate
+        # A warm-up to the constant rate is a schedule; the constant rate alone
+        # stays a number (settable in the state, no step count to carry).
+        schedule = "constant" if shaping else None
     if schedule is not None:
         learning_rate = make_schedule(schedule, learning_rate, decay_steps=decay_steps,
                                       warmup_steps=warmup_steps, end_value=end_value)
