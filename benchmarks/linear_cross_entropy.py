@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jloss
-from jloss.fused import default_block_size
+from jloss.heads.linear_cross_entropy import default_block_size
 
 DEFAULT_CONFIGS = [
     # N, D, V, block (0 = block_size=None, the default rule)

@@ -4,26 +4,23 @@ Every loss shares one calling convention::
 
     loss(predictions, targets, *, <options>, weights=None, where=None, reduction="mean")
 
-See the README and ``shared/API.md`` for the contract.
+See the README and the documentation under ``docs/`` for the contract.
 """
 
 from jloss import metrics
-from jloss._checks import LossInputError, checked
-from jloss.classification import (
+from jloss._core.checks import LossInputError, checked
+from jloss.heads.linear_cross_entropy import linear_cross_entropy
+from jloss.losses.classification import (
     binary_cross_entropy,
     binary_focal_loss,
     categorical_cross_entropy,
     categorical_focal_loss,
-    hinge,
-    multiclass_hinge,
     sparse_categorical_cross_entropy,
-    squared_hinge,
 )
-from jloss.divergence import kl_divergence
-from jloss.fused import linear_cross_entropy
-from jloss.helpers import one_hot, smooth_labels
-from jloss.recommend import Recommendation, recommend
-from jloss.regression import (
+from jloss.losses.divergence import kl_divergence
+from jloss.losses.labels import one_hot, smooth_labels
+from jloss.losses.margin import hinge, multiclass_hinge, squared_hinge
+from jloss.losses.regression import (
     gaussian_nll,
     huber,
     log_cosh,
@@ -35,6 +32,7 @@ from jloss.regression import (
     poisson_nll,
     smooth_l1,
 )
+from jloss.recommend import Recommendation, recommend
 from jloss.train import (
     History,
     TrainState,

@@ -30,7 +30,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jloss import classification, metrics, regression, viz
+from jloss import metrics, viz
+from jloss.losses import classification, regression
 from jloss.recommend import guide_rows
 from jloss.train.optim import optimizer
 from jloss.train.state import TrainState

@@ -17,7 +17,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jloss._checks import check_broadcastable, check_integer, check_same_shape
+from jloss._core.checks import check_broadcastable, check_integer, check_same_shape
 
 __all__ = [
     "accuracy",

@@ -26,7 +26,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jloss import classification, divergence, regression
+from jloss.losses import classification, divergence, regression
 
 TASKS = ("binary", "multiclass", "multilabel", "regression", "distribution")
 

@@ -10,7 +10,7 @@ import pytest
 from jax.test_util import check_grads
 
 import jloss
-from jloss.fused import default_block_size, linear_cross_entropy
+from jloss.heads.linear_cross_entropy import default_block_size, linear_cross_entropy
 
 D, V = 16, 100  # V is not a multiple of the block sizes used below
 

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jloss import _checks
+from jloss._core import checks
 
 
 # Explicit signatures: optax.inject_hyperparams reads them (a ``**kw`` would be
@@ -60,7 +60,7 @@ def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
-    warmup_steps = _checks.check_int("warmup_steps", warmup_steps, low=0)
+    warmup_steps = checks.check_int("warmup_steps", warmup_steps, low=0)
     if name == "constant":
         decay = optax.constant_schedule(learning_rate)
     else:

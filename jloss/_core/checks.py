@@ -23,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
 
-from jloss._reduce import REDUCTIONS
+from jloss._core.reduce import REDUCTIONS
 
 
 class LossInputError(ValueError):

@@ -7,7 +7,7 @@ median fit -> ``mean_absolute_error``; outliers -> ``huber`` / ``smooth_l1`` /
 
 ``predictions.shape == targets.shape`` is required (never silently
 broadcast); every loss takes ``weights``, ``where`` and ``reduction`` as
-described in :mod:`jloss._reduce`. Half-precision inputs are computed in
+described in :mod:`jloss._core.reduce`. Half-precision inputs are computed in
 float32.
 """
 
@@ -17,15 +17,15 @@ import math
 import jax
 import jax.numpy as jnp
 
-from jloss import _checks
-from jloss._dtypes import compute_dtype
-from jloss._reduce import fill_masked, loss_mask, reduce_loss
+from jloss._core import checks
+from jloss._core.dtypes import compute_dtype
+from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
 def _check(predictions, targets, weights, where, reduction, name="predictions"):
-    _checks.check_float(**{name: predictions})
-    _checks.check_same_shape(**{name: predictions, "targets": targets})
-    _checks.check_convention(reduction, weights, where, jnp.shape(predictions))
+    checks.check_float(**{name: predictions})
+    checks.check_same_shape(**{name: predictions, "targets": targets})
+    checks.check_convention(reduction, weights, where, jnp.shape(predictions))
 
 
 @functools.partial(jax.jit, static_argnames=("pointwise", "reduction"))
@@ -97,7 +97,7 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     ``torch.nn.functional.huber_loss``. ``delta > 0``. Reference: Huber (1964).
     """
     _check(predictions, targets, weights, where, reduction)
-    _checks.check_range("delta", delta, low=0, low_open=True)
+    checks.check_range("delta", delta, low=0, low_open=True)
     return _elementwise(_huber, predictions, targets, (delta,), weights, where, reduction)
 
 
@@ -108,7 +108,7 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     ``smooth_l1_loss``. Reference: Girshick, "Fast R-CNN" (2015).
     """
     _check(predictions, targets, weights, where, reduction)
-    _checks.check_range("beta", beta, low=0)
+    checks.check_range("beta", beta, low=0)
     return _elementwise(_smooth_l1, predictions, targets, (beta,), weights, where, reduction)
 
 
@@ -131,7 +131,7 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
     Reference: Koenker & Bassett (1978).
     """
     _check(predictions, targets, weights, where, reduction)
-    _checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True)
+    checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True)
     return _elementwise(_pinball, predictions, targets, (quantile,), weights, where, reduction)
 
 
@@ -147,11 +147,11 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
     Reference: Nix & Weigend (1994).
     """
     _check(mean, targets, weights, where, reduction, name="mean")
-    _checks.check_float(variance=variance)
+    checks.check_float(variance=variance)
     variance = _variance_like(variance, jnp.shape(mean))
-    _checks.check_range("eps", eps, low=0, low_open=True)
+    checks.check_range("eps", eps, low=0, low_open=True)
     mask = loss_mask(where, jnp.shape(mean))
-    _checks.check_values(
+    checks.check_values(
         lambda v, mask=None: (v < 0) if mask is None else (v < 0) & mask,
         "variance has a negative entry", **({"v": jnp.broadcast_to(variance, jnp.shape(mean))}
                                            | ({} if mask is None else {"mask": mask})))
@@ -192,7 +192,7 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
     ``y log y - y + 0.5 log(2 pi y)`` for ``y > 1``.
     """
     _check(predictions, targets, weights, where, reduction)
-    _checks.check_range("eps", eps, low=0, low_open=True)
+    checks.check_range("eps", eps, low=0, low_open=True)
     return _poisson_nll(predictions, targets, eps, weights, where, log_input=log_input,
                         full=full, reduction=reduction)
 

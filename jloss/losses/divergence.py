@@ -5,10 +5,11 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jloss import _checks, _stable
-from jloss._dtypes import compute_dtype
-from jloss._layout import class_axis, to_rows
-from jloss._reduce import fill_masked, loss_mask, reduce_loss
+from jloss._core import checks
+from jloss._core.dtypes import compute_dtype
+from jloss._core.layout import class_axis, to_rows
+from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import clamped_log
 
 
 def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=-1,
@@ -29,13 +30,13 @@ def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=
     Reference: Kullback & Leibler (1951); Hinton et al., distillation (2015).
     """
     axis, loss_shape, _ = class_axis(logits, axis, reduction, weights, where)
-    _checks.check_same_shape(logits=logits, targets=targets)
-    _checks.check_float(targets=targets)
+    checks.check_same_shape(logits=logits, targets=targets)
+    checks.check_float(targets=targets)
     mask = loss_mask(where, loss_shape)
     if not log_targets:
-        _checks.check_distribution("targets", targets, axis, mask)
+        checks.check_distribution("targets", targets, axis, mask)
     if not from_logits:
-        _checks.check_distribution("logits", logits, axis, mask,
+        checks.check_distribution("logits", logits, axis, mask,
                                    "; with from_logits=False pass probabilities")
     return _kl(logits, targets, weights, where, axis=axis, from_logits=from_logits,
                log_targets=log_targets, reduction=reduction)
@@ -51,7 +52,7 @@ def _kl(logits, targets, weights, where, *, axis, from_logits, log_targets, redu
     x = fill_masked(to_rows(logits, axis), row_mask, 0 if from_logits else 1 / num_classes)
     t = fill_masked(to_rows(targets, axis), row_mask, 0 if log_targets else 1 / num_classes)
     x, t = x.astype(dtype), t.astype(dtype)
-    log_q = jax.nn.log_softmax(x, axis=-1) if from_logits else _stable.clamped_log(x)
+    log_q = jax.nn.log_softmax(x, axis=-1) if from_logits else clamped_log(x)
     if log_targets:
         # exp(log t) (log t - log q); -inf log-targets contribute 0.
         present = t > -jnp.inf

@@ -3,7 +3,7 @@
 import jax
 import jax.numpy as jnp
 
-from jloss import _checks
+from jloss._core import checks
 
 
 def one_hot(labels, num_classes, *, dtype=jnp.float32):
@@ -11,8 +11,8 @@ def one_hot(labels, num_classes, *, dtype=jnp.float32):
 
     Labels outside ``[0, num_classes)`` give an all-zero row (as ``jax.nn.one_hot``).
     """
-    _checks.check_integer(labels=labels)
-    num_classes = _checks.check_int("num_classes", num_classes, low=1)
+    checks.check_integer(labels=labels)
+    num_classes = checks.check_int("num_classes", num_classes, low=1)
     return jax.nn.one_hot(labels, num_classes, dtype=dtype)
 
 
@@ -21,7 +21,7 @@ def smooth_labels(one_hot, alpha, *, axis=-1):
 
     Reference: Szegedy et al., "Rethinking the Inception Architecture" (2016).
     """
-    _checks.check_float(one_hot=one_hot)
-    _checks.check_range("alpha", alpha, low=0, high=1)
-    axis = _checks.check_axis(axis, jnp.ndim(one_hot), "one_hot")
+    checks.check_float(one_hot=one_hot)
+    checks.check_range("alpha", alpha, low=0, high=1)
+    axis = checks.check_axis(axis, jnp.ndim(one_hot), "one_hot")
     return one_hot * (1 - alpha) + alpha / jnp.shape(one_hot)[axis]

@@ -11,7 +11,7 @@ blocks of ``block_size`` classes (columns of ``weight``):
   the number and the sum of the finite logits;
 * backward (``jax.custom_vjp``): a second pass recomputes each block's
   logits, forms the closed-form cotangent ``softmax - target`` of that block
-  (:func:`jloss._stable.sparse_ce_grad`, the same code as the dense kernel),
+  (:func:`jloss.kernels.sparse_ce_grad`, the same code as the dense kernel),
   writes that block of ``dweight`` / ``dbias`` in place, and accumulates
   ``dhidden`` in float32.
 
@@ -31,10 +31,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jloss import _checks, _stable
-from jloss._dtypes import compute_dtype
-from jloss._reduce import reduce_loss
-from jloss.classification import _label_mask, sparse_rows
+from jloss._core import checks
+from jloss._core.dtypes import compute_dtype
+from jloss._core.layout import label_mask, sparse_rows
+from jloss._core.reduce import reduce_loss
+from jloss.kernels.common import softmax_rel, vary_together, zero_cotangent
+from jloss.kernels.softmax import sparse_ce_from_stats, sparse_ce_grad
 
 #: ``block_size=None`` keeps one ``(N, block)`` float32 tile of logits within
 #: this many bytes (see :func:`default_block_size`).
@@ -148,7 +150,7 @@ def _fused_fwd(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
     lse = ref + lse_rel
     if not cfg.smoothing_on:
         count = shifted_sum = None
-    loss = _stable.sparse_ce_from_stats(lse_rel, picked - ref, lse, 1.0, count, shifted_sum,
+    loss = sparse_ce_from_stats(lse_rel, picked - ref, lse, 1.0, count, shifted_sum,
                                         smoothing, z_loss, vocab)
     return loss, (hidden, weight, bias, labels, ref, lse_rel, count, smoothing, z_loss, cap)
 
@@ -167,7 +169,7 @@ def _fused_bwd(cfg, res, g):
         is_label = jnp.arange(x.shape[1])[None, :] == (labels - start)[:, None]
         shifted = x - ref[:, None]
         finite = jnp.isfinite(shifted) if cfg.smoothing_on else None
-        dx = _stable.sparse_ce_grad(_stable.softmax_rel(shifted, lse_rel), finite, is_label, g,
+        dx = sparse_ce_grad(softmax_rel(shifted, lse_rel), finite, is_label, g,
                                     1.0, 1.0, ref + lse_rel, count, smoothing, z_loss, vocab)
         if cfg.softcap_on:
             dx = dx * (1 - t * t)
@@ -189,7 +191,7 @@ def _fused_bwd(cfg, res, g):
     dhidden, dweight, dbias = _for_each_block(cfg.block, weight, bias, body, init)
     return (dhidden.astype(hidden.dtype), dweight, dbias,
             np.zeros(labels.shape, dtype=jax.dtypes.float0),
-            _stable._zero(smoothing), _stable._zero(z_loss), _stable._zero(cap))
+            zero_cotangent(smoothing), zero_cotangent(z_loss), zero_cotangent(cap))
 
 
 _fused_ce.defvjp(_fused_fwd, _fused_bwd)
@@ -249,9 +251,9 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
       Models" (2024); Liger-Kernel's fused linear cross-entropy; PyTorch
       ``cross_entropy``.
     """
-    _checks.check_float(hidden=hidden, weight=weight)
+    checks.check_float(hidden=hidden, weight=weight)
     if bias is not None:
-        _checks.check_float(bias=bias)
+        checks.check_float(bias=bias)
     h_shape, w_shape = jnp.shape(hidden), jnp.shape(weight)
     if len(h_shape) < 1:
         raise ValueError(f"hidden must have shape (..., D), got a scalar of shape {h_shape}")
@@ -264,24 +266,24 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
     if vocab < 1:
         raise ValueError(f"weight has shape {w_shape}: the vocabulary V must not be empty")
     if bias is not None:
-        _checks.check_shape("bias", bias, (vocab,), f"weight with {vocab} classes")
+        checks.check_shape("bias", bias, (vocab,), f"weight with {vocab} classes")
     loss_shape = h_shape[:-1]
-    _checks.check_integer(labels=labels)
-    _checks.check_shape("labels", labels, loss_shape, f"hidden {h_shape} without its last axis")
-    _checks.check_convention(reduction, weights, where, loss_shape)
-    _checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
-    _checks.check_range("z_loss", z_loss, low=0)
+    checks.check_integer(labels=labels)
+    checks.check_shape("labels", labels, loss_shape, f"hidden {h_shape} without its last axis")
+    checks.check_convention(reduction, weights, where, loss_shape)
+    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
+    checks.check_range("z_loss", z_loss, low=0)
     if logit_softcap is not None:
-        _checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
+        checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
     if block_size is None:
         block = default_block_size(int(np.prod(loss_shape)), vocab)
     else:
-        block = min(_checks.check_int("block_size", block_size, low=1), vocab)
-    mask = _label_mask(labels, ignore_index, where, loss_shape)
-    _checks.check_class_labels(labels, vocab, mask)
+        block = min(checks.check_int("block_size", block_size, low=1), vocab)
+    mask = label_mask(labels, ignore_index, where, loss_shape)
+    checks.check_class_labels(labels, vocab, mask)
     return _linear_ce(hidden, weight, bias, labels, label_smoothing, z_loss, logit_softcap,
                       weights, where, block=block, ignore_index=ignore_index,
-                      smoothing_on=not _checks.is_zero(label_smoothing), reduction=reduction)
+                      smoothing_on=not checks.is_zero(label_smoothing), reduction=reduction)
 
 
 @functools.partial(jax.jit, static_argnames=("block", "ignore_index", "smoothing_on",
@@ -293,7 +295,7 @@ def _linear_ce(hidden, weight, bias, labels, smoothing, z_loss, softcap, weights
     dtype = compute_dtype(hidden, weight, bias)
     cfg = _Config(block=block, smoothing_on=smoothing_on, softcap_on=softcap is not None)
     cap = None if softcap is None else jnp.asarray(softcap, dtype)
-    h, weight, bias, y = _stable.vary_together(h, weight, bias, y)
+    h, weight, bias, y = vary_together(h, weight, bias, y)
     loss = _fused_ce(cfg, h, weight, bias, y, jnp.asarray(smoothing, dtype),
                      jnp.asarray(z_loss, dtype), cap)
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)

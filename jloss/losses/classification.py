@@ -6,10 +6,10 @@ sigmoid output; one class out of C -> ``sparse_categorical_cross_entropy``
 a softmax output; class imbalance -> focal losses or ``class_weights`` /
 ``pos_weight``; max-margin classifiers -> the hinge family.
 
-All losses follow the convention of :mod:`jloss._reduce` (``weights``,
+All losses follow the convention of :mod:`jloss._core.reduce` (``weights``,
 ``where``, ``reduction``) and compute half-precision inputs in float32. The
 cross-entropy and focal losses are built on the custom-VJP kernels of
-:mod:`jloss._stable`; like every ``jax.custom_vjp`` function they do not
+:mod:`jloss.kernels`; like every ``jax.custom_vjp`` function they do not
 support forward-mode autodiff applied to them directly (``jax.jvp``,
 ``jax.jacfwd``). Second derivatives work: ``jax.hessian`` (forward over
 reverse) and ``jax.jacrev(jax.jacrev(f))`` differentiate the closed-form
@@ -21,10 +21,20 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jloss import _checks, _stable
-from jloss._dtypes import compute_dtype
-from jloss._layout import check_class_vector, class_axis, to_rows
-from jloss._reduce import combine_masks, fill_masked, loss_mask, reduce_loss
+from jloss._core import checks
+from jloss._core.dtypes import compute_dtype
+from jloss._core.layout import (
+    check_class_vector,
+    check_sparse_labels,
+    class_axis,
+    label_mask,
+    sparse_rows,
+    to_rows,
+)
+from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import clamped_log, focal_modulator
+from jloss.kernels.sigmoid import sigmoid_bce, sigmoid_focal, smooth_binary_labels
+from jloss.kernels.softmax import dense_softmax_ce, softmax_focal, sparse_softmax_ce
 
 _LOGITS_HINT = "; with from_logits=False the first argument must be probabilities " \
                "(did you pass logits? use from_logits=True)"
@@ -42,13 +52,13 @@ def _constant(*hyperparameters):
 
 
 def _binary_checks(logits, labels, weights, where, reduction, from_logits, name="logits"):
-    _checks.check_float(**{name: logits})
-    _checks.check_same_shape(**{name: logits, "labels": labels})
-    _checks.check_convention(reduction, weights, where, jnp.shape(logits))
+    checks.check_float(**{name: logits})
+    checks.check_same_shape(**{name: logits, "labels": labels})
+    checks.check_convention(reduction, weights, where, jnp.shape(logits))
     mask = loss_mask(where, jnp.shape(logits))
-    _checks.check_unit_interval("labels", labels, mask)
+    checks.check_unit_interval("labels", labels, mask)
     if not from_logits:
-        _checks.check_unit_interval(name, logits, mask, _LOGITS_HINT)
+        checks.check_unit_interval(name, logits, mask, _LOGITS_HINT)
 
 
 def _binary_inputs(logits, labels, where, from_logits):
@@ -86,9 +96,9 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
     Reference: PyTorch ``binary_cross_entropy_with_logits``.
     """
     _binary_checks(logits, labels, weights, where, reduction, from_logits)
-    _checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
-    _checks.check_broadcastable("pos_weight", pos_weight, jnp.shape(logits))
-    _checks.check_range("pos_weight", pos_weight, low=0)
+    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
+    checks.check_broadcastable("pos_weight", pos_weight, jnp.shape(logits))
+    checks.check_range("pos_weight", pos_weight, low=0)
     return _bce(logits, labels, pos_weight, label_smoothing, weights, where,
                 from_logits=from_logits, reduction=reduction)
 
@@ -100,11 +110,11 @@ def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, 
     dtype = compute_dtype(logits)
     pw = jnp.ones((), dtype) if pos_weight is None else jnp.asarray(pos_weight)
     if from_logits:
-        loss = _stable.sigmoid_bce(x, y, pw, jnp.asarray(smoothing, dtype))
+        loss = sigmoid_bce(x, y, pw, jnp.asarray(smoothing, dtype))
     else:
-        y = _stable.smooth_binary_labels(y, dtype, smoothing)
+        y = smooth_binary_labels(y, dtype, smoothing)
         p = x.astype(dtype)
-        loss = -(pw * y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
+        loss = -(pw * y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -124,8 +134,8 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
     ``torchvision.ops.sigmoid_focal_loss``.
     """
     _binary_checks(logits, labels, weights, where, reduction, from_logits)
-    _checks.check_range("gamma", gamma, low=0)
-    _checks.check_range("alpha", alpha, low=0, high=1)
+    checks.check_range("gamma", gamma, low=0)
+    checks.check_range("alpha", alpha, low=0, high=1)
     return _binary_focal(logits, labels, gamma, alpha, weights, where,
                          from_logits=from_logits, reduction=reduction)
 
@@ -137,13 +147,13 @@ def _binary_focal(logits, labels, gamma, alpha, weights, where, *, from_logits, 
     dtype = compute_dtype(logits)
     alpha = None if alpha is None else jnp.asarray(alpha, dtype)
     if from_logits:
-        loss = _stable.sigmoid_focal(x, y, jnp.asarray(gamma, dtype), alpha)
+        loss = sigmoid_focal(x, y, jnp.asarray(gamma, dtype), alpha)
     else:
         y = y.astype(dtype)
         p = x.astype(dtype)
-        ce = -(y * _stable.clamped_log(p) + (1 - y) * _stable.clamped_log(1 - p))
+        ce = -(y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
         q = p * (1 - y) + (1 - p) * y
-        loss = ce * jnp.exp(gamma * jnp.maximum(_stable.clamped_log(q), -1e30))
+        loss = ce * focal_modulator(gamma, clamped_log(q))
         if alpha is not None:
             loss = loss * (alpha * y + (1 - alpha) * (1 - y))
     return reduce_loss(loss, mask, weights, reduction)
@@ -175,22 +185,22 @@ def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, lab
     Reference: PyTorch ``cross_entropy`` with probability targets; PaLM z-loss.
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
-    _checks.check_same_shape(logits=logits, targets=targets)
+    checks.check_same_shape(logits=logits, targets=targets)
     _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
     mask = loss_mask(where, loss_shape)
-    _checks.check_distribution("targets", targets, axis, mask)
+    checks.check_distribution("targets", targets, axis, mask)
     if not from_logits:
-        _checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+        checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
     return _categorical(logits, targets, label_smoothing, class_weights, z_loss, weights, where,
                         axis=axis, from_logits=from_logits, reduction=reduction)
 
 
 def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits):
-    _checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
-    _checks.check_range("z_loss", z_loss, low=0)
+    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
+    checks.check_range("z_loss", z_loss, low=0)
     check_class_vector("class_weights", class_weights, num_classes)
-    _checks.check_range("class_weights", class_weights, low=0)
-    if not from_logits and not _checks.is_zero(z_loss):
+    checks.check_range("class_weights", class_weights, low=0)
+    if not from_logits and not checks.is_zero(z_loss):
         raise ValueError("z_loss needs logits: it is not defined with from_logits=False")
 
 
@@ -205,13 +215,13 @@ def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, whe
     t = fill_masked(to_rows(targets, axis), row_mask, 0)
     smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
     if from_logits:
-        loss = _stable.dense_softmax_ce(x, t, smoothing, class_weights, z_loss)
+        loss = dense_softmax_ce(x, t, smoothing, class_weights, z_loss)
     else:
         dtype = compute_dtype(x)
         num_classes = x.shape[-1]
         w = 1.0 if class_weights is None else class_weights.astype(dtype)
         a = (t.astype(dtype) * (1 - smoothing) + smoothing / num_classes) * w
-        loss = -jnp.sum(a * _stable.clamped_log(x.astype(dtype)), axis=-1)
+        loss = -jnp.sum(a * clamped_log(x.astype(dtype)), axis=-1)
     return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
 
 
@@ -240,44 +250,15 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
       smoothing; Chowdhery et al., PaLM (2022) for z-loss.
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
-    _check_sparse_labels(labels, logits, axis, loss_shape, "logits")
+    check_sparse_labels(labels, logits, axis, loss_shape, "logits")
     _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
-    mask = _label_mask(labels, ignore_index, where, loss_shape)
-    _checks.check_class_labels(labels, num_classes, mask)
+    mask = label_mask(labels, ignore_index, where, loss_shape)
+    checks.check_class_labels(labels, num_classes, mask)
     if not from_logits:
-        _checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+        checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
     return _sparse(logits, labels, label_smoothing, class_weights, z_loss, weights, where,
                    axis=axis, ignore_index=ignore_index, from_logits=from_logits,
-                   smoothing_on=not _checks.is_zero(label_smoothing), reduction=reduction)
-
-
-def _check_sparse_labels(labels, logits, axis, loss_shape, name):
-    _checks.check_integer(labels=labels)
-    _checks.check_shape("labels", labels, loss_shape,
-                        f"{name} of shape {jnp.shape(logits)} without its class axis {axis}")
-
-
-def _label_mask(labels, ignore_index, where, loss_shape):
-    keep = None if ignore_index is None else jnp.asarray(labels) != ignore_index
-    return combine_masks(loss_mask(where, loss_shape), keep)
-
-
-def sparse_rows(logits, labels, where, ignore_index, axis, fill, num_classes=None):
-    """Flatten to (N, C) rows with safe labels; returns (x, labels, valid, mask).
-
-    ``num_classes`` defaults to ``logits.shape[axis]``; a caller whose rows are
-    not logits (the hidden states of :func:`jloss.linear_cross_entropy`) passes it.
-    Masked rows of ``x`` are replaced by ``fill`` and their labels by 0.
-    """
-    loss_shape = labels.shape
-    mask = _label_mask(labels, ignore_index, where, loss_shape)
-    row_mask = None if mask is None else mask.reshape(-1)
-    if num_classes is None:
-        num_classes = logits.shape[axis]
-    x = fill_masked(to_rows(logits, axis), row_mask, fill)
-    y = fill_masked(labels.reshape(-1), row_mask, 0)
-    valid = (y >= 0) & (y < num_classes)
-    return x, jnp.clip(y, 0, num_classes - 1), valid, mask
+                   smoothing_on=not checks.is_zero(label_smoothing), reduction=reduction)
 
 
 @functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "from_logits",
@@ -290,10 +271,10 @@ def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *,
                                     0 if from_logits else 1 / num_classes)
     smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
     if from_logits:
-        loss = _stable.sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights, z_loss)
+        loss = sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights, z_loss)
     else:
         dtype = compute_dtype(x)
-        logp = _stable.clamped_log(x.astype(dtype))
+        logp = clamped_log(x.astype(dtype))
         w = jnp.ones((num_classes,), dtype) if class_weights is None else class_weights.astype(dtype)
         loss = -(1 - smoothing) * w[y] * jnp.take_along_axis(logp, y[:, None], -1)[:, 0]
         loss = loss - smoothing / num_classes * jnp.sum(w * logp, axis=-1)
@@ -316,11 +297,11 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
     forward-mode autodiff. Reference: Lin et al. (2017).
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
-    _check_sparse_labels(labels, logits, axis, loss_shape, "logits")
-    _checks.check_range("gamma", gamma, low=0)
+    check_sparse_labels(labels, logits, axis, loss_shape, "logits")
+    checks.check_range("gamma", gamma, low=0)
     check_class_vector("alpha", alpha, num_classes)
-    _checks.check_range("alpha", alpha, low=0)
-    _checks.check_class_labels(labels, num_classes, _label_mask(labels, ignore_index, where, loss_shape))
+    checks.check_range("alpha", alpha, low=0)
+    checks.check_class_labels(labels, num_classes, label_mask(labels, ignore_index, where, loss_shape))
     return _categorical_focal(logits, labels, gamma, alpha, weights, where, axis=axis,
                               ignore_index=ignore_index, reduction=reduction)
 
@@ -330,96 +311,9 @@ def _categorical_focal(logits, labels, gamma, alpha, weights, where, *, axis, ig
                        reduction):
     gamma, alpha = _constant(gamma, alpha)
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis, 0)
-    loss = _stable.softmax_focal(x, y, jnp.asarray(gamma, compute_dtype(x)))
+    loss = softmax_focal(x, y, jnp.asarray(gamma, compute_dtype(x)))
     if alpha is not None:
         alpha = jnp.asarray(alpha, loss.dtype)
         loss = loss * (alpha[y] if alpha.ndim else alpha)
-    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
-    return reduce_loss(loss, mask, weights, reduction)
-
-
-# ------------------------------------------------------------------ hinge
-
-
-def _hinge_checks(scores, labels, weights, where, reduction, margin):
-    _checks.check_float(scores=scores)
-    _checks.check_same_shape(scores=scores, labels=labels)
-    _checks.check_convention(reduction, weights, where, jnp.shape(scores))
-    mask = loss_mask(where, jnp.shape(scores))
-
-    def bad(labels, mask=None):
-        out = (labels != -1) & (labels != 0) & (labels != 1)
-        return out if mask is None else out & mask
-
-    arrays = {"labels": labels} if mask is None else {"labels": labels, "mask": mask}
-    _checks.check_values(bad, "hinge labels must be -1 or +1 (0 is read as -1)", **arrays)
-    _checks.check_range("margin", margin)
-
-
-def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
-    """Hinge loss ``max(0, margin - y s)`` (max-margin binary classifiers, SVMs).
-
-    ``labels`` in {-1, +1}; 0 is read as -1 (as Keras). Elementwise, shapes
-    must match. Reference: Cortes & Vapnik (1995); ``keras.losses.hinge``.
-    """
-    _hinge_checks(scores, labels, weights, where, reduction, margin)
-    return _hinge(scores, labels, margin, weights, where, squared=False, reduction=reduction)
-
-
-def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
-    """Squared hinge ``max(0, margin - y s)^2``: smooth, penalises violations more.
-
-    Labels and shapes as :func:`hinge`. Reference: ``keras.losses.squared_hinge``.
-    """
-    _hinge_checks(scores, labels, weights, where, reduction, margin)
-    return _hinge(scores, labels, margin, weights, where, squared=True, reduction=reduction)
-
-
-@functools.partial(jax.jit, static_argnames=("squared", "reduction"))
-def _hinge(scores, labels, margin, weights, where, *, squared, reduction):
-    mask = loss_mask(where, scores.shape)
-    dtype = compute_dtype(scores)
-    s = fill_masked(scores, mask, 0).astype(dtype)
-    y = fill_masked(labels, mask, 1).astype(dtype)
-    y = jnp.where(y == 0, -1, y)
-    loss = jnp.maximum(0, margin - y * s)
-    return reduce_loss(loss**2 if squared else loss, mask, weights, reduction)
-
-
-def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axis=-1,
-                     weights=None, where=None, reduction="mean"):
-    """Multi-class margin loss (Crammer-Singer style, as torch ``multi_margin_loss``).
-
-    Per example ``w_y * sum_{j != y} max(0, margin - s_y + s_j)^p / C`` with
-    ``p`` in {1, 2}; ``"mean"`` divides by the number of counted examples.
-
-    Args: scores (..., C, ...) float, labels integer of the shape without
-      ``axis``, class_weights (C,) or None.
-    Reference: PyTorch ``multi_margin_loss``; Weston & Watkins (1999).
-    """
-    axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
-    _check_sparse_labels(labels, scores, axis, loss_shape, "scores")
-    if p not in (1, 2):
-        raise ValueError(f"p must be 1 or 2, got {p!r}")
-    _checks.check_range("margin", margin)
-    check_class_vector("class_weights", class_weights, num_classes)
-    _checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
-    return _multiclass_hinge(scores, labels, margin, class_weights, weights, where,
-                             axis=axis, p=p, reduction=reduction)
-
-
-@functools.partial(jax.jit, static_argnames=("axis", "p", "reduction"))
-def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, axis, p,
-                      reduction):
-    x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
-    dtype = compute_dtype(x)
-    x = x.astype(dtype)
-    num_classes = x.shape[-1]
-    own = jnp.take_along_axis(x, y[:, None], -1)
-    violation = jnp.maximum(0, margin - own + x) ** p
-    is_label = jnp.arange(num_classes)[None, :] == y[:, None]
-    loss = jnp.sum(jnp.where(is_label, 0, violation), axis=-1) / num_classes
-    if class_weights is not None:
-        loss = loss * class_weights.astype(dtype)[y]
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)

@@ -1,4 +1,4 @@
-"""Custom-VJP kernels of the cross-entropy family.
+"""Softmax cross-entropy kernels (sparse and dense targets) and the softmax focal kernel.
 
 Each kernel works on 2-D ``(N, C)`` logits (classes last) or elementwise
 binary logits, computes in float32 (float64 for x64 inputs), returns the
@@ -22,112 +22,28 @@ meant to be learned. Forward-mode autodiff applied directly (``jax.jvp``,
 ``jax.jacfwd``) is not available on custom-VJP functions; second derivatives
 work with ``jax.hessian`` (forward over reverse) and
 ``jax.jacrev(jax.jacrev(f))`` because every backward is itself differentiable.
+
 """
 
 import functools
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-
-def _compute_dtype(x):
-    return jnp.promote_types(x.dtype, jnp.float32)
-
-
-def _zeros_like_int(y):
-    return np.zeros(y.shape, dtype=jax.dtypes.float0)
-
-
-def _zero(v):
-    return None if v is None else jnp.zeros_like(v)
-
-
-def _row_max(x):
-    """Per-row max in the compute dtype, 0 for an all -inf row.
-
-    Taken in the input dtype, where it is exact: taken on a float32 upcast of
-    half-precision logits, XLA would materialise that upcast to share it
-    between the max and the exp.
-    """
-    m = jnp.max(x, axis=-1).astype(_compute_dtype(x))
-    return jnp.where(jnp.isfinite(m), m, 0)
-
-
-def _row_stats(x):
-    """Per-row max ``m``, ``x - m`` and ``log sum exp(x - m)``."""
-    m = _row_max(x)
-    shifted = x.astype(m.dtype) - m[:, None]
-    return shifted, m, jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
-
-
-def _upcast(x):
-    """``x`` in the compute dtype, bfloat16 widened through its bits (exact, equal to ``astype``).
-
-    The sparse kernel reads half-precision logits three ways: the forward's
-    sum of exponentials, the label gather and the backward. On XLA:CPU the
-    sum is fused with its ``convert`` (the logits are read once, nothing is
-    written) only while that ``convert`` is the logits' sole float user; the
-    other two read through this bit-level widening, which XLA does not merge
-    with it. Otherwise XLA writes a float32 (N, C) copy: about 2x slower in
-    bfloat16 (``benchmarks/losses.py``).
-    """
-    if x.dtype == jnp.bfloat16:
-        bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
-        return jax.lax.bitcast_convert_type(bits, jnp.float32)
-    return x.astype(_compute_dtype(x))
-
-
-def _probs(logits, m, lse_rel):
-    """Backward-pass softmax from the saved row stats, relative to the row max."""
-    shifted = logits.astype(_compute_dtype(logits)) - m[:, None]
-    return shifted, softmax_rel(shifted, lse_rel)
-
-
-def _picked(a, labels):
-    return jnp.take_along_axis(a, labels[:, None], axis=-1)[:, 0]
-
-
-def _is_label(labels, num_classes):
-    return jnp.arange(num_classes)[None, :] == labels[:, None]
-
-
-# ------------------------------------------------------ shard_map typing
-
-
-def _varying_axes(x):
-    """The ``shard_map`` mesh axes along which ``x`` varies (none outside ``shard_map``)."""
-    aval = jax.typeof(x)
-    manual = getattr(aval, "manual_axis_type", None)  # older jax releases call it ``vma``
-    return frozenset(manual.varying if manual is not None else getattr(aval, "vma", ()))
-
-
-def vary_together(*xs):
-    """``xs`` (None allowed), each marked as varying along every mesh axis any of them varies along.
-
-    Inside ``shard_map`` a replicated operand (``pos_weight``, the ``weight``
-    of :func:`jloss.linear_cross_entropy`) meets sharded logits or hidden
-    states. A custom VJP must return each cotangent with its operand's type,
-    but a cotangent computed from sharded data varies per device, and a
-    ``fori_loop`` carry must keep one type. Marked varying before the kernel,
-    autodiff sums the replicated operands' cotangents across devices itself
-    (the transpose of the cast). Kernels whose cotangents for replicated
-    operands are zero (class weights, gamma) do not need it. Outside
-    ``shard_map`` this is the identity.
-    """
-    axes = frozenset().union(*(_varying_axes(x) for x in xs if x is not None))
-    pcast = getattr(jax.lax, "pcast", None)
-
-    def vary(x):
-        missing = () if x is None else tuple(sorted(axes - _varying_axes(x)))
-        if not missing:
-            return x
-        return pcast(x, missing, to="varying") if pcast else jax.lax.pvary(x, missing)
-
-    return tuple(vary(x) for x in xs)
-
-
-# ------------------------------------------------------ sparse softmax CE
+from jloss._core.dtypes import compute_dtype
+from jloss.kernels.common import (
+    focal_modulator,
+    int_cotangent,
+    is_label,
+    picked,
+    probs,
+    row_max,
+    row_stats,
+    softmax_rel,
+    upcast,
+    vary_together,
+    zero_cotangent,
+)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -149,7 +65,7 @@ def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_
     lse_rel``; with smoothing (else ``smooth_mass`` is None)
     ``smooth_mass = sum_{c finite} w_c`` and ``smooth_sum_rel = sum_{c finite}
     w_c (x_c - m)``. Shared by the dense-logits kernel below and the
-    vocabulary-blocked kernel of :mod:`jloss.fused`, which builds the same
+    vocabulary-blocked kernel of :mod:`jloss.heads.linear_cross_entropy`, which builds the same
     statistics block by block.
     """
     loss = (1 - smoothing) * w_y * (lse_rel - picked_rel)
@@ -168,7 +84,7 @@ def sparse_ce_grad(p, finite, is_label, g, w_y, w_c, lse, smooth_mass, smoothing
     (N, B) is the softmax of the block, ``finite`` marks its finite logits
     (None without smoothing, as is ``smooth_mass``), ``w_y`` (N,) or 1.0,
     ``w_c`` (1, B) or 1.0. Shared by the dense kernel below and
-    :mod:`jloss.fused`.
+    :mod:`jloss.heads.linear_cross_entropy`.
     """
     hit = (1 - smoothing) * w_y
     total = hit + 2 * z_loss * lse
@@ -178,14 +94,6 @@ def sparse_ce_grad(p, finite, is_label, g, w_y, w_c, lse, smooth_mass, smoothing
         target = target + jnp.where(finite, smoothing / num_classes * w_c, 0)
     return g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
 
-
-def softmax_rel(shifted, lse_rel):
-    """``p = exp(shifted - lse_rel)`` from logits relative to the row max, ``shifted = x - m``.
-
-    Never ``exp(x - lse)``: at logits near 1e8, ``lse = m + lse_rel`` rounds
-    away its small part.
-    """
-    return jnp.exp(shifted - lse_rel[:, None])
 
 
 def _keeps_exp(smoothing_on, logits):
@@ -210,24 +118,24 @@ def _class_weights(class_weights, labels, dtype):
 
 
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
-    m = _row_max(logits)
+    m = row_max(logits)
     if _keeps_exp(smoothing_on, logits):
         kept = jnp.exp(logits - m[:, None])
         lse_rel = jnp.log(jnp.sum(kept, axis=-1))
     else:
         kept = logits
         # ``+ (-m)``: a broadcast of its own, which XLA does not merge with the backward's
-        # ``- m`` (merged, it would be written out as an (N, C) array; see _upcast).
+        # ``- m`` (merged, it would be written out as an (N, C) array; see upcast).
         lse_rel = jnp.log(jnp.sum(jnp.exp(logits.astype(m.dtype) + (-m)[:, None]), axis=-1))
     w_y, w_c = _class_weights(class_weights, labels, m.dtype)
-    x = _upcast(logits)
+    x = upcast(logits)
     smooth_mass = smooth_sum = None
     if smoothing_on:
         shifted = x - m[:, None]
         finite = jnp.isfinite(shifted)
         smooth_mass = jnp.sum(jnp.where(finite, w_c, 0), axis=-1)
         smooth_sum = jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
-    loss = sparse_ce_from_stats(lse_rel, _picked(x, labels) - m, m + lse_rel, w_y, smooth_mass,
+    loss = sparse_ce_from_stats(lse_rel, picked(x, labels) - m, m + lse_rel, w_y, smooth_mass,
                                 smooth_sum, smoothing, z_loss, logits.shape[-1])
     return loss, (kept, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
 
@@ -239,13 +147,13 @@ def _sparse_bwd(smoothing_on, res, g):
     if _keeps_exp(smoothing_on, kept):
         p = kept * jnp.exp(-lse_rel)[:, None]
     else:
-        shifted = _upcast(kept) - m[:, None]
+        shifted = upcast(kept) - m[:, None]
         p = softmax_rel(shifted, lse_rel)
         finite = jnp.isfinite(shifted) if smoothing_on else None
-    grad = sparse_ce_grad(p, finite, _is_label(labels, kept.shape[-1]), g, w_y, w_c, m + lse_rel,
+    grad = sparse_ce_grad(p, finite, is_label(labels, kept.shape[-1]), g, w_y, w_c, m + lse_rel,
                           smooth_mass, smoothing, z_loss, kept.shape[-1])
-    return (grad.astype(kept.dtype), _zeros_like_int(labels), _zero(smoothing),
-            _zero(class_weights), _zero(z_loss))
+    return (grad.astype(kept.dtype), int_cotangent(labels), zero_cotangent(smoothing),
+            zero_cotangent(class_weights), zero_cotangent(z_loss))
 
 
 sparse_softmax_ce.defvjp(_sparse_fwd, _sparse_bwd)
@@ -277,7 +185,7 @@ def _dense_mass(finite, targets, smoothing, class_weights, num_classes, dtype):
 
 
 def _dense_fwd(logits, targets, smoothing, class_weights, z_loss):
-    shifted, m, lse_rel = _row_stats(logits)
+    shifted, m, lse_rel = row_stats(logits)
     finite = jnp.isfinite(shifted)
     a, hard = _dense_mass(finite, targets, smoothing, class_weights, logits.shape[-1], shifted.dtype)
     nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
@@ -290,16 +198,16 @@ def _dense_fwd(logits, targets, smoothing, class_weights, z_loss):
 
 def _dense_bwd(res, g):
     logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss = res
-    dtype = _compute_dtype(logits)
-    shifted, p = _probs(logits, m, lse_rel)
+    dtype = compute_dtype(logits)
+    shifted, p = probs(logits, m, lse_rel)
     finite = jnp.isfinite(shifted)
     a, _ = _dense_mass(finite, targets, smoothing, class_weights, logits.shape[-1], dtype)
     grad = g[:, None] * ((mass + 2 * z_loss * (m + lse_rel))[:, None] * p - a)
     w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
     nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
     dtargets = g[:, None] * (1 - smoothing) * w_c * nll
-    return (grad.astype(logits.dtype), dtargets.astype(targets.dtype), _zero(smoothing),
-            _zero(class_weights), _zero(z_loss))
+    return (grad.astype(logits.dtype), dtargets.astype(targets.dtype), zero_cotangent(smoothing),
+            zero_cotangent(class_weights), zero_cotangent(z_loss))
 
 
 _dense_ce.defvjp(_dense_fwd, _dense_bwd)
@@ -334,146 +242,33 @@ def _log_sum_exp_others(shifted, is_label):
 
 
 def _focal_stats(logits, labels):
-    shifted, m, lse_rel = _row_stats(logits)
-    log_q = _log_sum_exp_others(shifted, _is_label(labels, logits.shape[-1])) - lse_rel
+    shifted, m, lse_rel = row_stats(logits)
+    log_q = _log_sum_exp_others(shifted, is_label(labels, logits.shape[-1])) - lse_rel
     q = jnp.exp(log_q)  # 1 - p_y; log_q may be -inf
     near_one = q < 0.5  # p_y > 1/2: log p_y = log1p(-q), exact when p_y rounds to 1
     log_p = jnp.where(near_one, jnp.log1p(-jnp.where(near_one, q, 0)),
-                      _picked(shifted, labels) - lse_rel)
+                      picked(shifted, labels) - lse_rel)
     return (m, lse_rel), log_q, q, log_p
-
-
-def _modulator(gamma, log_q):
-    return jnp.exp(gamma * jnp.maximum(log_q, -1e30))
 
 
 def _focal_fwd(logits, labels, gamma):
     stats, log_q, _, log_p = _focal_stats(logits, labels)
-    loss = -_modulator(gamma, log_q) * log_p
+    loss = -focal_modulator(gamma, log_q) * log_p
     return loss, (logits, labels, stats, log_q, log_p, gamma)
 
 
 def _focal_bwd(res, g):
     logits, labels, (m, lse_rel), log_q, log_p, gamma = res
-    _, p = _probs(logits, m, lse_rel)
+    _, p = probs(logits, m, lse_rel)
     q = jnp.exp(log_q)
     p_y = jnp.exp(log_p)
     small = q < 1e-4
     ratio = jnp.where(small, -1 - q / 2 - q**2 / 3, log_p / jnp.where(small, 1, q))  # log(1-q)/q
-    mod = _modulator(gamma, log_q)
+    mod = focal_modulator(gamma, log_q)
     other = (mod * (1 - gamma * p_y * ratio))[:, None] * p
     own = -mod * (q - gamma * log_p * p_y)
-    grad = g[:, None] * jnp.where(_is_label(labels, logits.shape[-1]), own[:, None], other)
-    return grad.astype(logits.dtype), _zeros_like_int(labels), _zero(gamma)
+    grad = g[:, None] * jnp.where(is_label(labels, logits.shape[-1]), own[:, None], other)
+    return grad.astype(logits.dtype), int_cotangent(labels), zero_cotangent(gamma)
 
 
 softmax_focal.defvjp(_focal_fwd, _focal_bwd)
-
-
-# ------------------------------------------------------ sigmoid family
-
-
-def smooth_binary_labels(labels, dtype, smoothing):
-    """Binary labels in the compute dtype, smoothed: ``y (1 - s) + s / 2``."""
-    return labels.astype(dtype) * (1 - smoothing) + smoothing / 2
-
-
-def _label_cotangent(labels, ct=None):
-    """``ct`` in the labels' dtype, or the symbolic zero of integer / bool labels."""
-    if not jnp.issubdtype(labels.dtype, jnp.inexact):
-        return _zeros_like_int(labels)
-    return jnp.zeros_like(labels) if ct is None else ct.astype(labels.dtype)
-
-
-def _sum_to_shape(x, shape):
-    """Sum a cotangent over the axes along which an operand of ``shape`` was broadcast."""
-    x = jnp.sum(x, axis=tuple(range(x.ndim - len(shape))))
-    axes = tuple(i for i, n in enumerate(shape) if n == 1 and x.shape[i] != 1)
-    return jnp.sum(x, axis=axes, keepdims=True) if axes else x
-
-
-def sigmoid_bce(logits, labels, pos_weight, smoothing):
-    """Elementwise ``pw y' softplus(-x) + (1 - y') softplus(x)``: BCE with logits.
-
-    ``y' = y (1 - s) + s / 2`` is formed inside the kernel, ``labels`` (any
-    dtype) and ``pos_weight`` (broadcastable) are kept as given, so the
-    backward holds the logits and labels in their own dtypes and no
-    float32 (N, V) copy.
-    """
-    return _bce(*vary_together(logits, labels, pos_weight), smoothing)
-
-
-@jax.custom_vjp
-def _bce(logits, labels, pos_weight, smoothing):
-    return _bce_fwd(logits, labels, pos_weight, smoothing)[0]
-
-
-def _bce_terms(logits, labels, pos_weight, smoothing):
-    dtype = _compute_dtype(logits)
-    x = logits.astype(dtype)
-    return x, smooth_binary_labels(labels, dtype, smoothing), pos_weight.astype(dtype)
-
-
-def _bce_fwd(logits, labels, pos_weight, smoothing):
-    x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
-    loss = pw * y * jax.nn.softplus(-x) + (1 - y) * jax.nn.softplus(x)
-    return loss, (logits, labels, pos_weight, smoothing)
-
-
-def _bce_bwd(res, g):
-    logits, labels, pos_weight, smoothing = res
-    x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
-    dx = (1 - y) * jax.nn.sigmoid(x) - pw * y * jax.nn.sigmoid(-x)
-    dy = (1 - smoothing) * (pw * jax.nn.softplus(-x) - jax.nn.softplus(x))
-    dpw = _sum_to_shape(g * y * jax.nn.softplus(-x), pos_weight.shape)
-    return ((g * dx).astype(logits.dtype), _label_cotangent(labels, g * dy),
-            dpw.astype(pos_weight.dtype), _zero(smoothing))
-
-
-_bce.defvjp(_bce_fwd, _bce_bwd)
-
-
-@jax.custom_vjp
-def sigmoid_focal(logits, labels, gamma, alpha):
-    """Elementwise ``alpha_t BCE(x, y) (1 - p_t)^gamma`` with ``1 - p_t = p (1-y) + (1-p) y``.
-
-    The modulating factor is ``exp(gamma log(1 - p_t))`` with the log taken
-    from log-sigmoids, so it and its derivatives stay finite at saturation.
-    ``alpha_t = alpha y + (1 - alpha)(1 - y)`` (``alpha`` None: 1) is formed
-    inside the kernel. Labels are treated as constants (zero cotangent).
-    """
-    return _sfocal_fwd(logits, labels, gamma, alpha)[0]
-
-
-def _sfocal_terms(logits, labels, gamma, alpha):
-    dtype = _compute_dtype(logits)
-    x, y = logits.astype(dtype), labels.astype(dtype)
-    ls_pos, ls_neg = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
-    ce = -(y * ls_pos + (1 - y) * ls_neg)
-    log_q = jnp.logaddexp(jnp.log1p(-y) + ls_pos, jnp.log(y) + ls_neg)
-    alpha_t = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
-    return x, y, ls_pos, ls_neg, ce, log_q, alpha_t * _modulator(gamma, log_q)
-
-
-def _sfocal_fwd(logits, labels, gamma, alpha):
-    *_, ce, _, mod = _sfocal_terms(logits, labels, gamma, alpha)
-    return ce * mod, (logits, labels, gamma, alpha)
-
-
-def _sfocal_bwd(res, g):
-    logits, labels, gamma, alpha = res
-    x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma, alpha)
-    dlog_q = (1 - 2 * y) * jnp.exp(ls_pos + ls_neg - log_q)  # d log(1 - p_t) / dx
-    # sigmoid(x) - y without cancellation (it is -sigmoid(-x) for y = 1, x >> 0)
-    dce = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x)
-    dx = mod * (dce + gamma * ce * dlog_q)
-    return (g * dx).astype(logits.dtype), _label_cotangent(labels), _zero(gamma), _zero(alpha)
-
-
-sigmoid_focal.defvjp(_sfocal_fwd, _sfocal_bwd)
-
-
-def clamped_log(p):
-    """``log(p)`` clamped below at -100 (as PyTorch), with finite gradients at 0."""
-    positive = p > 0
-    return jnp.where(positive, jnp.maximum(jnp.log(jnp.where(positive, p, 1)), -100.0), -100.0)

@@ -1,0 +1,1 @@
+"""Output heads fused with their loss: the vocabulary-blocked linear cross-entropy."""

@@ -1,0 +1,1 @@
+"""Public loss functions, one module per family."""
