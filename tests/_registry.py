@@ -2,7 +2,7 @@
 
 Adding a loss to jloss means adding a :class:`LossCase` here: its function,
 a builder of sample inputs, an independent float64 NumPy reference of the
-*unreduced* loss (written from the formula in ``shared/API.md`` / PyTorch's
+*unreduced* loss (written from the formula in the loss's docstring / PyTorch's
 documentation, never by calling jloss) and the options to sweep.
 
 Sample inputs are kept away from kinks (``|e| = delta``, hinge margins, ...)
@@ -149,7 +149,7 @@ def reference(case, args, opts, weights=None, where=None, reduction="mean"):
 
 
 def reduce_ref(loss, mask, weights, reduction, normalizer=None):
-    """PyTorch's weighted mean, from the formula of API.md section 1, float64."""
+    """PyTorch's weighted mean, from the formula in docs/conventions.md, float64."""
     loss = np.asarray(loss, np.float64)
     m = np.ones(loss.shape, bool) if mask is None else np.broadcast_to(mask, loss.shape)
     w = np.ones(loss.shape) if weights is None else np.broadcast_to(

@@ -1,4 +1,4 @@
-"""Every bad input raises an error a user can act on (API.md section 1).
+"""Every bad input raises an error a user can act on (docs/conventions.md).
 
 Static problems (shapes, dtypes, options) raise ValueError / TypeError naming
 the argument, eagerly and under ``jax.jit``. Value problems raise
