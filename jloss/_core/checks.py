@@ -27,7 +27,22 @@ from jloss._core.reduce import REDUCTIONS
 
 
 class LossInputError(ValueError):
-    """Input values a loss cannot be computed from (labels out of range, ...)."""
+    """Input values a loss cannot be computed from (labels out of range, ...).
+
+    A ``ValueError``, raised by value checks when the inputs are concrete (eager
+    calls), and under ``jax.jit`` inside :func:`checked`.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> try:
+      ...     jloss.sparse_categorical_cross_entropy(jnp.zeros((2, 3)), jnp.array([0, 3]))
+      ... except jloss.LossInputError:
+      ...     print("label 3 is not a class of 3")
+      label 3 is not a class of 3
+      >>> issubclass(jloss.LossInputError, ValueError)
+      True
+    """
 
 
 # ---------------------------------------------------------------- static checks
@@ -175,19 +190,40 @@ def check_values(bad, message, **arrays):
 
 
 def checked(fn):
-    """Wrap ``fn`` (a loss, a train step, ...) so value checks raise under jit too.
+    """Wrap ``fn`` (a loss, a train step, ...) so that value checks raise under jit too.
 
-    The function is traced with jloss's value checks turned into
-    ``jax.experimental.checkify`` checks, compiled with ``jax.jit`` and run;
-    a failed check raises :class:`LossInputError`. Non-array arguments
+    Under a plain ``jax.jit`` the values are unknown when the checks run, so an
+    out-of-range label gives NaN for its example instead of an error. The
+    wrapper traces ``fn`` with jloss's value checks turned into
+    ``jax.experimental.checkify`` checks, compiles it with ``jax.jit`` and runs
+    it; a failed check raises :class:`LossInputError`. Non-array arguments
     (strings, Python numbers, None) are passed as static values. A function
-    already wrapped by ``jax.jit`` is unwrapped first, so checks are traced
-    even if it ran before without them.
+    already wrapped by ``jax.jit`` is unwrapped first, so checks are traced even
+    if it ran before without them. See :doc:`/conventions`.
 
-    Example::
+    Args:
+      fn: the function to wrap.
 
-        safe_loss = jloss.checked(jloss.sparse_categorical_cross_entropy)
-        safe_loss(logits, labels)   # LossInputError if a label is >= C
+    Returns:
+      A function with the signature of ``fn`` that returns what ``fn`` returns.
+
+    Raises:
+      LossInputError: (from the wrapped function) when a value check fails.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> safe_loss = jloss.checked(jloss.sparse_categorical_cross_entropy)
+      >>> round(float(safe_loss(jnp.zeros((2, 3)), jnp.array([0, 2]))), 4)
+      1.0986
+      >>> try:
+      ...     safe_loss(jnp.zeros((2, 3)), jnp.array([0, 3]))
+      ... except jloss.LossInputError:
+      ...     print("caught")
+      caught
+
+    References:
+      ``jax.experimental.checkify``; ``chex.chexify``.
     """
     inner = getattr(fn, "__wrapped__", fn) if hasattr(fn, "lower") else fn
 

@@ -203,7 +203,12 @@ _fused_ce.defvjp(_fused_fwd, _fused_bwd)
 def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
                          ignore_index=None, label_smoothing=0.0, z_loss=0.0,
                          logit_softcap=None, weights=None, where=None, reduction="mean"):
-    """Output projection + sparse softmax cross-entropy, never materialising the logits.
+    r"""Output projection and sparse softmax cross-entropy, never materialising the logits.
+
+    .. math::
+       \ell = (1 - s)(-\log p_y) + \frac{s}{V} \sum_{c:\, x_c \text{ finite}} (-\log p_c)
+       + z \, \big(\log\textstyle\sum_c e^{x_c}\big)^2,
+       \qquad x = \mathrm{softcap}(h W + b), \quad p = \mathrm{softmax}(x)
 
     Equal in value and gradient (for ``hidden``, ``weight`` and ``bias``) to::
 
@@ -212,44 +217,65 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
         sparse_categorical_cross_entropy(logits, labels, ignore_index=..., label_smoothing=...,
                                          z_loss=..., weights=..., where=..., reduction=...)
 
-    i.e. per example, with ``C = V`` classes and ``x`` the (capped) logits,
-    ``(1 - s)(-log p_y) + (s / C) sum_{c: x_c finite} (-log p_c) + z lse(x)^2``,
     but the ``(..., V)`` logits never exist: the vocabulary is processed in
     blocks of ``block_size`` classes, a ``jax.custom_vjp`` recomputes each
     block's logits in the backward pass, and the scratch memory grows with
-    ``block_size`` and the number of rows, not with V. Use it for the last
-    layer of a language model (large vocabularies), where the logits take most
-    of the activation memory.
+    ``block_size`` and the number of rows, not with V. Use it for the last layer
+    of a language model (large vocabularies), where the logits take most of the
+    activation memory. Forward-mode autodiff applied directly (``jax.jvp``,
+    ``jax.jacfwd``) is not supported. The blockwise method of Cut Cross-Entropy
+    and Liger-Kernel's fused linear cross-entropy.
 
     Args:
-      hidden: (..., D) float activations (the input of the output layer).
-      weight: (D, V) float output projection (the Flax ``Dense`` kernel layout;
-        pass a tied embedding table (V, D) as ``table.T``).
-      labels: integer (...) class indices in [0, V), the shape of ``hidden``
-        without its last axis.
-      bias: (V,) or None. A -inf bias entry masks that class (without softcap).
-      block_size: classes per block (a Python int), or None for
-        :func:`default_block_size`: the largest multiple of 128 that keeps a
-        (N, block) float32 tile within 4 MiB, clamped to [256, 4096] and to V.
-        V need not be a multiple of it.
-      ignore_index: label value that is masked out (and never value-checked).
-      label_smoothing: s in [0, 1]. z_loss: z >= 0 (PaLM).
-      logit_softcap: c > 0 applies ``c * tanh(x / c)`` to the logits (Gemma 2)
-        and differentiates through it; None (default) for no cap.
-      weights, where, reduction: see the package convention; ``"mean"`` divides
-        by the (weighted) number of counted examples.
+      hidden: ``(..., D)`` float activations (the input of the output layer).
+      weight: ``(D, V)`` float output projection (the Flax ``Dense`` kernel
+        layout; pass a tied embedding table ``(V, D)`` as ``table.T``).
+      labels: integer ``(...)`` class indices in ``[0, V)``, the shape of
+        ``hidden`` without its last axis.
+      bias: ``(V,)`` or None. A -inf bias entry masks that class (without softcap).
+      block_size: classes per block (a Python int), or None for the default:
+        the largest multiple of 128 that keeps a ``(N, block)`` float32 tile
+        within 4 MiB, clamped to [256, 4096] and to V. V need not be a multiple
+        of it.
+      ignore_index: a label value that is masked out (and never value-checked), or None.
+      label_smoothing: ``s`` in [0, 1].
+      z_loss: ``z >= 0`` (PaLM's z-loss).
+      logit_softcap: ``c > 0`` applies ``c * tanh(x / c)`` to the logits (Gemma 2)
+        and differentiates through it; None for no cap.
+      weights: non-negative per-example weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`);
+        ``"mean"`` divides by the (weighted) number of counted examples.
 
-    Returns: float32 loss (float64 for x64 inputs), scalar or ``labels.shape``
-      for ``"none"``. Gradients come back in the dtype of each input;
-      bfloat16 / float16 inputs are multiplied with float32 accumulation and
-      every statistic (logsumexp, ``dhidden``) is kept in float32.
-    Raises: ValueError on bad shapes or options, TypeError on integer
-      ``hidden`` / ``weight`` or float labels, LossInputError (eager calls)
-      on labels outside [0, V).
-    Custom VJP: no forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``).
-    References: Wijmans et al., "Cut Your Losses in Large-Vocabulary Language
-      Models" (2024); Liger-Kernel's fused linear cross-entropy; PyTorch
-      ``cross_entropy``.
+    Returns:
+      A float32 scalar (float64 for float64 inputs) for ``"mean"`` and ``"sum"``;
+      for ``"none"`` the loss per example, of shape ``labels.shape``. Gradients
+      come back in the dtype of each input; bfloat16 / float16 inputs are
+      multiplied with float32 accumulation and every statistic (logsumexp,
+      ``dhidden``) is kept in float32.
+
+    Raises:
+      ValueError: bad shapes or options.
+      TypeError: integer ``hidden`` / ``weight``, or float ``labels``.
+      LossInputError: labels outside ``[0, V)`` that are not ``ignore_index``
+        (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> hidden = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> weight = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> labels = jnp.array([0, 1])
+      >>> round(float(jloss.linear_cross_entropy(hidden, weight, labels)), 4)
+      0.6691
+      >>> dense = jloss.sparse_categorical_cross_entropy(hidden @ weight, labels)
+      >>> round(float(dense), 4)
+      0.6691
+
+    References:
+      Wijmans, E. et al. (2024). Cut Your Losses in Large-Vocabulary Language
+      Models; Liger-Kernel's fused linear cross-entropy; Gemma Team (2024),
+      Gemma 2 (logit soft-capping); PyTorch ``torch.nn.functional.cross_entropy``.
     """
     checks.check_float(hidden=hidden, weight=weight)
     if bias is not None:

@@ -71,29 +71,56 @@ def _binary_inputs(logits, labels, where, from_logits):
 
 def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
                          label_smoothing=0.0, weights=None, where=None, reduction="mean"):
-    """Binary cross-entropy, elementwise (binary and multi-label classification).
+    r"""Binary cross-entropy on logits, elementwise: binary and multi-label classification.
 
-    With ``p = sigmoid(x)`` and smoothed labels ``y' = y (1 - s) + s / 2``::
+    .. math::
+       \ell = -\big[w_+ \, y' \log \sigma(x) + (1 - y') \log(1 - \sigma(x))\big],
+       \qquad y' = y (1 - s) + s / 2
 
-        l = -[pos_weight * y' * log p + (1 - y') * log(1 - p)]
-
-    computed as ``pos_weight y' softplus(-x) + (1 - y') softplus(x)``, finite
-    for any finite logit. With ``from_logits=False`` the first argument is
-    ``p`` itself and the logs are clamped at -100 (as PyTorch).
+    with ``w_+ = pos_weight`` and ``s = label_smoothing``, computed as
+    ``w_+ y' softplus(-x) + (1 - y') softplus(x)``: finite for any finite logit.
+    With ``from_logits=False`` the first argument is ``sigmoid(x)`` itself and the
+    logs are clamped at -100. As torch ``binary_cross_entropy_with_logits`` (and
+    ``binary_cross_entropy`` for probabilities); optax ``sigmoid_binary_cross_entropy``.
+    Built on ``jax.custom_vjp`` (closed-form backward): forward-mode autodiff
+    applied directly (``jax.jvp``, ``jax.jacfwd``) is not supported;
+    ``jax.hessian`` works.
 
     Args:
-      logits: (...) float logits (or probabilities with ``from_logits=False``).
-      labels: (...) same shape, values in [0, 1] (soft labels allowed).
-      pos_weight: weight of the positive term, broadcastable to ``logits``
-        (as ``torch.nn.functional.binary_cross_entropy_with_logits``).
-      label_smoothing: s in [0, 1].
-      weights, where, reduction: see the package convention.
+      logits: ``(...)`` float logits, or probabilities with ``from_logits=False``.
+      labels: ``(...)`` the shape of ``logits``, values in [0, 1] (soft labels allowed).
+      from_logits: whether the first argument holds logits.
+      pos_weight: weight of the positive term, non-negative, broadcastable to
+        ``logits.shape`` (e.g. ``(C,)`` for multi-label), or None.
+      label_smoothing: ``s`` in [0, 1].
+      weights: non-negative weights broadcastable to ``logits.shape``, or None.
+      where: boolean mask broadcastable to ``logits.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
-    Returns: float32 loss, scalar or ``logits.shape`` for ``"none"``.
-    Raises: ValueError on shape mismatch or bad options, TypeError on integer
-      logits, LossInputError on labels (or probabilities) outside [0, 1].
-    Custom VJP: no forward-mode autodiff.
-    Reference: PyTorch ``binary_cross_entropy_with_logits``.
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``logits.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: shapes differ, or a bad option (``label_smoothing`` outside
+        [0, 1], ``pos_weight`` that does not broadcast, ``reduction``, ...).
+      TypeError: integer ``logits``.
+      LossInputError: labels (or, with ``from_logits=False``, probabilities)
+        outside [0, 1] (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> logits, labels = jnp.array([0.0, 2.0]), jnp.array([1.0, 0.0])
+      >>> [round(v, 4) for v in jloss.binary_cross_entropy(logits, labels, reduction="none").tolist()]
+      [0.6931, 2.1269]
+      >>> round(float(jloss.binary_cross_entropy(logits, labels, pos_weight=jnp.array(3.0))), 4)
+      2.1032
+
+    References:
+      PyTorch ``torch.nn.functional.binary_cross_entropy_with_logits``;
+      Szegedy, C. et al. (2016). Rethinking the Inception Architecture for
+      Computer Vision (label smoothing).
     """
     _binary_checks(logits, labels, weights, where, reduction, from_logits)
     checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
@@ -120,18 +147,54 @@ def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, 
 
 def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True,
                       weights=None, where=None, reduction="mean"):
-    """Sigmoid focal loss (dense detection, heavy class imbalance).
+    r"""Sigmoid focal loss: binary cross-entropy scaled down on easy examples.
 
-    ``l = alpha_t (1 - p_t)^gamma BCE(p, y)`` with ``p_t = p y + (1-p)(1-y)``
-    and ``alpha_t = alpha y + (1 - alpha)(1 - y)``; ``alpha=None`` drops
-    ``alpha_t``. ``gamma=0, alpha=None`` is ``binary_cross_entropy``. The
-    modulating factor is computed in log space, so gradients and second
-    derivatives stay finite at saturated logits for every ``gamma >= 0``.
-    Labels are treated as constants (zero gradient).
+    .. math::
+       \ell = \alpha_t \, (1 - p_t)^\gamma \, \mathrm{BCE}(p, y), \qquad
+       p_t = p y + (1 - p)(1 - y), \quad \alpha_t = \alpha y + (1 - \alpha)(1 - y)
 
-    Shapes as ``binary_cross_entropy``. Custom VJP: no forward-mode autodiff.
-    Reference: Lin et al., "Focal Loss for Dense Object Detection" (2017);
-    ``torchvision.ops.sigmoid_focal_loss``.
+    with ``p = sigmoid(logits)``. Dense detection and heavy class imbalance: the
+    many easy negatives stop dominating the loss. ``alpha=None`` drops
+    ``alpha_t``; ``gamma=0, alpha=None`` is :func:`binary_cross_entropy`. The
+    modulating factor is computed in log space, so gradients stay finite at
+    saturated logits for every ``gamma >= 0``; labels get no gradient. As
+    ``torchvision.ops.sigmoid_focal_loss``; optax ``sigmoid_focal_loss``.
+    Built on ``jax.custom_vjp`` (closed-form backward): forward-mode autodiff
+    applied directly (``jax.jvp``, ``jax.jacfwd``) is not supported;
+    ``jax.hessian`` works.
+
+    Args:
+      logits: ``(...)`` float logits, or probabilities with ``from_logits=False``.
+      labels: ``(...)`` the shape of ``logits``, values in [0, 1].
+      gamma: focusing parameter ``>= 0``.
+      alpha: balance of the positive class in [0, 1], or None.
+      from_logits: whether the first argument holds logits.
+      weights: non-negative weights broadcastable to ``logits.shape``, or None.
+      where: boolean mask broadcastable to ``logits.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``logits.shape``.
+
+    Raises:
+      ValueError: shapes differ, ``gamma < 0``, ``alpha`` outside [0, 1], or bad
+        ``weights``, ``where`` or ``reduction``.
+      TypeError: integer ``logits``.
+      LossInputError: labels (or probabilities) outside [0, 1] (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> logits, labels = jnp.array([0.0, 2.0]), jnp.array([1.0, 0.0])
+      >>> [round(v, 4) for v in jloss.binary_focal_loss(logits, labels, reduction="none").tolist()]
+      [0.0433, 1.2376]
+      >>> plain = jloss.binary_focal_loss(logits, labels, gamma=0.0, alpha=None)
+      >>> round(float(plain), 4) == round(float(jloss.binary_cross_entropy(logits, labels)), 4)
+      True
+
+    References:
+      Lin, T.-Y. et al. (2017). Focal Loss for Dense Object Detection. ICCV.
     """
     _binary_checks(logits, labels, weights, where, reduction, from_logits)
     checks.check_range("gamma", gamma, low=0)
@@ -165,24 +228,60 @@ def _binary_focal(logits, labels, gamma, alpha, weights, where, *, from_logits, 
 def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, label_smoothing=0.0,
                               class_weights=None, z_loss=0.0, weights=None, where=None,
                               reduction="mean"):
-    """Softmax cross-entropy against one-hot or probability targets (multi-class).
+    r"""Softmax cross-entropy against one-hot or probability targets: multi-class.
 
-    With ``log p = log_softmax(logits)`` and ``t' = t (1 - s) + s / C``::
+    .. math::
+       \ell = -\sum_c w_c \, t'_c \log p_c + z \, \big(\log\textstyle\sum_c e^{x_c}\big)^2,
+       \qquad p = \mathrm{softmax}(x), \quad t' = t (1 - s) + s / C
 
-        l = -sum_c w_c t'_c log p_c + z * logsumexp(logits)^2
-
-    per example (``w`` = ``class_weights``, default 1). A class with a -inf
-    logit is a masked class: it gets no smoothing mass and the loss stays
-    finite unless the target puts mass on it. With ``from_logits=False`` the
-    first argument holds probabilities and ``log p`` is clamped at -100.
+    per example, with ``w = class_weights`` (default 1), ``s = label_smoothing``
+    and ``z = z_loss``. A class with a -inf logit is a masked class: it gets no
+    smoothing mass, and the loss stays finite unless the target puts mass on it.
+    Targets need not sum to 1 (soft targets). With ``from_logits=False`` the first
+    argument holds probabilities and ``log p`` is clamped at -100. As torch
+    ``cross_entropy`` with probability targets; optax
+    ``softmax_cross_entropy``; Keras ``CategoricalCrossentropy``.
+    Built on ``jax.custom_vjp`` (closed-form backward): forward-mode autodiff
+    applied directly (``jax.jvp``, ``jax.jacfwd``) is not supported;
+    ``jax.hessian`` works.
 
     Args:
-      logits: (..., C, ...) float; ``axis`` is the class axis.
-      targets: same shape, probabilities along ``axis``.
-      class_weights: (C,) or None. z_loss: z >= 0 (logits only).
-    Returns: float32 loss, scalar or the shape of ``logits`` without ``axis``.
-    Custom VJP: no forward-mode autodiff.
-    Reference: PyTorch ``cross_entropy`` with probability targets; PaLM z-loss.
+      logits: ``(..., C, ...)`` float logits (probabilities with
+        ``from_logits=False``); ``axis`` is the class axis.
+      targets: the shape of ``logits``: one-hot or probabilities along ``axis``.
+      from_logits: whether the first argument holds logits.
+      axis: the class axis.
+      label_smoothing: ``s`` in [0, 1].
+      class_weights: ``(C,)`` non-negative weights, or None.
+      z_loss: ``z >= 0`` (PaLM's z-loss; logits only).
+      weights: non-negative per-example weights broadcastable to the shape of
+        ``logits`` without ``axis``, or None.
+      where: boolean mask of that shape (broadcastable), or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per
+      example, of the shape of ``logits`` without ``axis``.
+
+    Raises:
+      ValueError: shapes differ, a bad ``axis`` or option, or ``z_loss`` with
+        ``from_logits=False``.
+      TypeError: integer ``logits``.
+      LossInputError: targets that are negative or not finite, or probabilities
+        that do not sum to 1 with ``from_logits=False`` (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> targets = jnp.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
+      >>> [round(v, 4) for v in jloss.categorical_cross_entropy(logits, targets,
+      ...                                                       reduction="none").tolist()]
+      [0.2395, 1.0986]
+
+    References:
+      PyTorch ``torch.nn.functional.cross_entropy``; Chowdhery, A. et al. (2022).
+      PaLM: Scaling Language Modeling with Pathways (z-loss).
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     checks.check_same_shape(logits=logits, targets=targets)
@@ -228,26 +327,65 @@ def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, whe
 def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-1,
                                      label_smoothing=0.0, class_weights=None, ignore_index=None,
                                      z_loss=0.0, weights=None, where=None, reduction="mean"):
-    """Softmax cross-entropy against integer class labels (multi-class, LMs).
+    r"""Softmax cross-entropy against integer class labels: multi-class, language models.
 
-    Per example, with ``log p = log_softmax(logits)`` and ``w`` the class
-    weights (default 1)::
+    .. math::
+       \ell = (1 - s)\, w_y (-\log p_y) + \frac{s}{C} \sum_c w_c (-\log p_c)
+       + z \, \big(\log\textstyle\sum_c e^{x_c}\big)^2,
+       \qquad p = \mathrm{softmax}(x)
 
-        l = (1 - s) w_y (-log p_y) + (s / C) sum_c w_c (-log p_c) + z lse^2
-
-    and ``"mean"`` divides by ``sum w_y`` over counted examples, exactly as
-    ``torch.nn.functional.cross_entropy``. Never builds a one-hot; the
-    backward is ``softmax - target`` in closed form. Labels equal to
-    ``ignore_index`` are masked (and never value-checked). Under ``jax.jit``
-    an out-of-range label gives NaN for its example, never a wrapped class.
+    per example, with ``w = class_weights`` (default 1); ``"mean"`` divides by
+    ``sum(w_y)`` over counted examples, exactly as torch ``cross_entropy``
+    (the ``c`` of :doc:`/conventions`). Never builds a one-hot; the backward is
+    ``softmax - target`` in closed form. Labels equal to ``ignore_index`` are
+    masked and never value-checked. Under ``jax.jit`` an out-of-range label
+    gives NaN for its example, never a wrapped class. As torch ``cross_entropy``;
+    optax ``softmax_cross_entropy_with_integer_labels``; Keras
+    ``SparseCategoricalCrossentropy``.
+    Built on ``jax.custom_vjp`` (closed-form backward): forward-mode autodiff
+    applied directly (``jax.jvp``, ``jax.jacfwd``) is not supported;
+    ``jax.hessian`` works.
 
     Args:
-      logits: (..., C, ...) float; ``axis`` is the class axis.
-      labels: integer, the shape of ``logits`` without ``axis``.
-    Returns: float32 loss, scalar or ``labels.shape`` for ``"none"``.
-    Custom VJP: no forward-mode autodiff.
-    Reference: PyTorch ``cross_entropy``; Szegedy et al. (2016) for label
-      smoothing; Chowdhery et al., PaLM (2022) for z-loss.
+      logits: ``(..., C, ...)`` float logits (probabilities with
+        ``from_logits=False``); ``axis`` is the class axis.
+      labels: integer class indices, the shape of ``logits`` without ``axis``.
+      from_logits: whether the first argument holds logits.
+      axis: the class axis.
+      label_smoothing: ``s`` in [0, 1].
+      class_weights: ``(C,)`` non-negative weights, or None.
+      ignore_index: a label value to mask out (e.g. -100 for padding), or None.
+      z_loss: ``z >= 0`` (PaLM's z-loss; logits only).
+      weights: non-negative per-example weights broadcastable to the shape of
+        ``logits`` without ``axis``, or None.
+      where: boolean mask of that shape (broadcastable), or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per
+      example, of shape ``labels.shape``.
+
+    Raises:
+      ValueError: ``labels`` of the wrong shape, a bad ``axis`` or option.
+      TypeError: integer ``logits`` or float ``labels``.
+      LossInputError: a label outside ``[0, C)`` that is not ``ignore_index``, or
+        probabilities that are not probabilities with ``from_logits=False``
+        (eager calls; use :func:`checked` under ``jax.jit``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> [round(v, 4) for v in jloss.sparse_categorical_cross_entropy(
+      ...     logits, jnp.array([0, 1]), reduction="none").tolist()]
+      [0.2395, 1.0986]
+      >>> round(float(jloss.sparse_categorical_cross_entropy(
+      ...     logits, jnp.array([0, -100]), ignore_index=-100)), 4)
+      0.2395
+
+    References:
+      PyTorch ``torch.nn.functional.cross_entropy``; Szegedy, C. et al. (2016)
+      for label smoothing; Chowdhery, A. et al. (2022), PaLM, for the z-loss.
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")
@@ -285,16 +423,53 @@ def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *,
 
 def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ignore_index=None,
                            weights=None, where=None, reduction="mean"):
-    """Softmax focal loss with integer labels (multi-class imbalance).
+    r"""Softmax focal loss with integer labels: multi-class imbalance.
 
-    ``l = -alpha_y (1 - p_y)^gamma log p_y``; ``alpha`` is None (1), a scalar
-    or a (C,) array of per-class factors (part of the loss: ``"mean"`` divides
-    by the number of counted examples). ``gamma=0, alpha=None`` is sparse
-    cross-entropy. ``log(1 - p_y)`` comes from the other classes' logits, so
-    gradients are finite for every ``gamma >= 0``, saturated logits included.
+    .. math:: \ell = -\alpha_y \, (1 - p_y)^\gamma \log p_y, \qquad p = \mathrm{softmax}(x)
 
-    Shapes as ``sparse_categorical_cross_entropy``. Custom VJP: no
-    forward-mode autodiff. Reference: Lin et al. (2017).
+    ``alpha`` is None (1), a scalar or a ``(C,)`` array of per-class factors; it
+    is part of the loss, so ``"mean"`` divides by the number of counted examples.
+    ``gamma=0, alpha=None`` is :func:`sparse_categorical_cross_entropy`.
+    ``log(1 - p_y)`` comes from the other classes' logits, so gradients are
+    finite for every ``gamma >= 0``, saturated logits included. The multi-class
+    form of ``torchvision.ops.sigmoid_focal_loss``.
+    Built on ``jax.custom_vjp`` (closed-form backward): forward-mode autodiff
+    applied directly (``jax.jvp``, ``jax.jacfwd``) is not supported;
+    ``jax.hessian`` works.
+
+    Args:
+      logits: ``(..., C, ...)`` float logits; ``axis`` is the class axis.
+      labels: integer class indices, the shape of ``logits`` without ``axis``.
+      gamma: focusing parameter ``>= 0``.
+      alpha: None, a non-negative scalar or a ``(C,)`` array.
+      axis: the class axis.
+      ignore_index: a label value to mask out, or None.
+      weights: non-negative per-example weights broadcastable to the shape of
+        ``logits`` without ``axis``, or None.
+      where: boolean mask of that shape (broadcastable), or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per
+      example, of shape ``labels.shape``.
+
+    Raises:
+      ValueError: ``labels`` of the wrong shape, ``gamma < 0``, a bad ``alpha``,
+        ``axis`` or option.
+      TypeError: integer ``logits`` or float ``labels``.
+      LossInputError: a label outside ``[0, C)`` that is not ``ignore_index``
+        (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> logits = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> [round(v, 4) for v in jloss.categorical_focal_loss(
+      ...     logits, jnp.array([0, 1]), reduction="none").tolist()]
+      [0.0109, 0.4883]
+
+    References:
+      Lin, T.-Y. et al. (2017). Focal Loss for Dense Object Detection. ICCV.
     """
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")

@@ -14,20 +14,55 @@ from jloss.kernels.common import clamped_log
 
 def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=-1,
                   weights=None, where=None, reduction="mean"):
-    """``KL(targets || q) = sum_c t_c (log t_c - log q_c)`` per example.
+    r"""Kullback-Leibler divergence ``KL(targets || softmax(logits))``, per example.
 
-    ``q = softmax(logits)`` (or ``logits`` are probabilities with
-    ``from_logits=False``, logs clamped at -100); ``targets`` are
-    probabilities, or log-probabilities with ``log_targets=True``. Terms with
-    ``t_c = 0`` contribute 0 with finite gradients for both arguments.
-    ``"mean"`` averages over examples: PyTorch's ``"batchmean"`` for 2-D
-    input. With more axes every position is an example (a (B, T, C) input
-    divides by B * T), while PyTorch's ``"batchmean"`` divides by B only;
-    for that, use ``"sum"`` and divide by B.
+    .. math:: \ell = \sum_c t_c \,(\log t_c - \log q_c), \qquad q = \mathrm{softmax}(x)
 
-    Args: logits and targets of the same shape (..., C, ...), ``axis`` the class axis.
-    Returns: float32, scalar or the shape without ``axis``.
-    Reference: Kullback & Leibler (1951); Hinton et al., distillation (2015).
+    Knowledge distillation and matching a target distribution. With
+    ``from_logits=False`` the first argument is ``q`` itself (logs clamped at
+    -100); with ``log_targets=True`` the targets are log-probabilities. Terms with
+    ``t_c = 0`` contribute 0 with finite gradients for both arguments. ``"mean"``
+    averages over examples: PyTorch's ``"batchmean"`` for 2-D input. With more
+    axes every position is an example (a ``(B, T, C)`` input divides by
+    ``B * T``, where PyTorch's ``"batchmean"`` divides by ``B``; for that, use
+    ``"sum"`` and divide by ``B``). As torch ``kl_div`` with the argument order of
+    optax ``kl_divergence``: predictions first.
+
+    Args:
+      logits: ``(..., C, ...)`` float logits (probabilities with
+        ``from_logits=False``); ``axis`` is the class axis.
+      targets: the shape of ``logits``: probabilities along ``axis`` (finite and
+        non-negative), or log-probabilities with ``log_targets=True``.
+      from_logits: whether the first argument holds logits.
+      log_targets: whether ``targets`` are log-probabilities.
+      axis: the class axis.
+      weights: non-negative per-example weights broadcastable to the shape of
+        ``logits`` without ``axis``, or None.
+      where: boolean mask of that shape (broadcastable), or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the divergence
+      per example, of the shape of ``logits`` without ``axis``.
+
+    Raises:
+      ValueError: shapes differ, or a bad ``axis`` or option.
+      TypeError: integer ``logits`` or ``targets``.
+      LossInputError: targets (or, with ``from_logits=False``, predictions) that
+        are not probabilities (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> logits = jnp.zeros((2, 2))  # q = (0.5, 0.5) in both rows
+      >>> targets = jnp.array([[1.0, 0.0], [0.5, 0.5]])
+      >>> [round(v, 4) for v in jloss.kl_divergence(logits, targets, reduction="none").tolist()]
+      [0.6931, 0.0]
+
+    References:
+      Kullback, S. and Leibler, R. A. (1951). On Information and Sufficiency;
+      Hinton, G. et al. (2015). Distilling the Knowledge in a Neural Network;
+      PyTorch ``torch.nn.functional.kl_div``.
     """
     axis, loss_shape, _ = class_axis(logits, axis, reduction, weights, where)
     checks.check_same_shape(logits=logits, targets=targets)

@@ -31,19 +31,81 @@ def _hinge_checks(scores, labels, weights, where, reduction, margin):
 
 
 def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
-    """Hinge loss ``max(0, margin - y s)`` (max-margin binary classifiers, SVMs).
+    r"""Hinge loss: zero once the score has the label's sign with room ``margin``.
 
-    ``labels`` in {-1, +1}; 0 is read as -1 (as Keras). Elementwise, shapes
-    must match. Reference: Cortes & Vapnik (1995); ``keras.losses.hinge``.
+    .. math:: \ell = \max(0,\; m - y\,s), \qquad y \in \{-1, +1\}
+
+    Max-margin binary classifiers (linear SVMs). Labels 0 are read as -1, as
+    Keras does, so 0/1 labels work too. As Keras ``Hinge``; optax ``hinge_loss``.
+
+    Args:
+      scores: ``(...)`` float decision scores (logits).
+      labels: ``(...)`` the shape of ``scores``, values in {-1, 0, +1}.
+      margin: ``m``, the required margin.
+      weights: non-negative weights broadcastable to ``scores.shape``, or None.
+      where: boolean mask broadcastable to ``scores.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``scores.shape``.
+
+    Raises:
+      ValueError: shapes differ, or bad ``margin``, ``weights``, ``where`` or
+        ``reduction``.
+      TypeError: integer ``scores``.
+      LossInputError: labels other than -1, 0 or 1 (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> jloss.hinge(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, 1, 0]), reduction="none").tolist()
+      [0.0, 0.5, 0.0]
+
+    References:
+      Cortes, C. and Vapnik, V. (1995). Support-Vector Networks. *Machine
+      Learning* 20; Keras ``keras.losses.hinge``.
     """
     _hinge_checks(scores, labels, weights, where, reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=False, reduction=reduction)
 
 
 def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
-    """Squared hinge ``max(0, margin - y s)^2``: smooth, penalises violations more.
+    r"""Squared hinge loss: smooth, and it penalises large violations more.
 
-    Labels and shapes as :func:`hinge`. Reference: ``keras.losses.squared_hinge``.
+    .. math:: \ell = \max(0,\; m - y\,s)^2, \qquad y \in \{-1, +1\}
+
+    Max-margin binary classifiers with a differentiable loss (L2-SVM). Labels
+    as :func:`hinge`. As Keras ``SquaredHinge``.
+
+    Args:
+      scores: ``(...)`` float decision scores (logits).
+      labels: ``(...)`` the shape of ``scores``, values in {-1, 0, +1}.
+      margin: ``m``, the required margin.
+      weights: non-negative weights broadcastable to ``scores.shape``, or None.
+      where: boolean mask broadcastable to ``scores.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``scores.shape``.
+
+    Raises:
+      ValueError: shapes differ, or bad ``margin``, ``weights``, ``where`` or
+        ``reduction``.
+      TypeError: integer ``scores``.
+      LossInputError: labels other than -1, 0 or 1 (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> jloss.squared_hinge(jnp.array([2.0, 0.5, -1.0]), jnp.array([1, 1, 0]),
+      ...                     reduction="none").tolist()
+      [0.0, 0.25, 0.0]
+
+    References:
+      Keras ``keras.losses.squared_hinge``; Lee, C.-P. and Lin, C.-J. (2013).
+      A Study on L2-Loss (Squared Hinge-Loss) Multiclass SVM. *Neural Computation* 25(5).
     """
     _hinge_checks(scores, labels, weights, where, reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=True, reduction=reduction)
@@ -62,14 +124,49 @@ def _hinge(scores, labels, margin, weights, where, *, squared, reduction):
 
 def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axis=-1,
                      weights=None, where=None, reduction="mean"):
-    """Multi-class margin loss (Crammer-Singer style, as torch ``multi_margin_loss``).
+    r"""Multi-class margin loss (Weston-Watkins): a hinge per wrong class, summed.
 
-    Per example ``w_y * sum_{j != y} max(0, margin - s_y + s_j)^p / C`` with
-    ``p`` in {1, 2}; ``"mean"`` divides by the number of counted examples.
+    .. math:: \ell = \frac{w_y}{C} \sum_{j \ne y} \max(0,\; m - s_y + s_j)^p
 
-    Args: scores (..., C, ...) float, labels integer of the shape without
-      ``axis``, class_weights (C,) or None.
-    Reference: PyTorch ``multi_margin_loss``; Weston & Watkins (1999).
+    per example, ``p`` in {1, 2}, ``w = class_weights`` (default 1). Every
+    wrong class that comes within ``margin`` of the label's score adds to the
+    loss: the Weston-Watkins multi-class SVM (Crammer-Singer would take the
+    largest violation only), divided by ``C`` as torch does. ``"mean"`` divides
+    by the number of counted examples (class weights are part of the loss). As
+    torch ``multi_margin_loss``.
+
+    Args:
+      scores: ``(..., C, ...)`` float scores; ``axis`` is the class axis.
+      labels: integer class indices, the shape of ``scores`` without ``axis``.
+      margin: ``m``, the required margin.
+      p: 1 (hinge) or 2 (squared hinge).
+      class_weights: ``(C,)`` weights, or None.
+      axis: the class axis.
+      weights: non-negative per-example weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per
+      example, of shape ``labels.shape``.
+
+    Raises:
+      ValueError: ``labels`` of the wrong shape, ``p`` not 1 or 2, or a bad
+        ``margin``, ``class_weights``, ``axis`` or option.
+      TypeError: integer ``scores`` or float ``labels``.
+      LossInputError: a label outside ``[0, C)`` (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> scores = jnp.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]])
+      >>> [round(v, 4) for v in jloss.multiclass_hinge(scores, jnp.array([0, 2]),
+      ...                                              reduction="none").tolist()]
+      [0.1667, 1.0]
+
+    References:
+      Weston, J. and Watkins, C. (1999). Support Vector Machines for Multi-Class
+      Pattern Recognition. ESANN; PyTorch ``torch.nn.functional.multi_margin_loss``.
     """
     axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
     check_sparse_labels(labels, scores, axis, loss_shape, "scores")

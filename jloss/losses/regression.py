@@ -72,29 +72,122 @@ def _pinball(e, quantile):
 
 
 def mean_squared_error(predictions, targets, *, weights=None, where=None, reduction="mean"):
-    """Mean squared error ``e^2`` (regression with Gaussian noise). Alias ``mse``.
+    r"""Mean squared error: the squared difference, for regression with Gaussian noise.
 
-    Args: predictions, targets of the same shape. Returns float32.
-    Reference: Gauss (1809), least squares.
+    .. math:: \ell = e^2, \qquad e = \text{predictions} - \text{targets}
+
+    The maximum-likelihood loss for targets with Gaussian noise; minimised by the
+    conditional mean, and sensitive to outliers. As torch ``mse_loss``, Keras
+    ``MeanSquaredError`` and optax ``squared_error`` (which does not average).
+    ``jloss.mse`` is the same function.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> float(jloss.mean_squared_error(jnp.array([1.0, 2.0]), jnp.array([0.0, 0.0])))
+      2.5
+
+    References:
+      Gauss, C. F. (1809). *Theoria motus corporum coelestium* (least squares).
     """
     _check(predictions, targets, weights, where, reduction)
     return _elementwise(_squared, predictions, targets, (), weights, where, reduction)
 
 
 def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduction="mean"):
-    """Mean absolute error ``|e|`` (noisy targets, median regression). Alias ``mae``.
+    r"""Mean absolute error: the absolute difference, for noisy targets or a median fit.
 
-    The subgradient at ``e = 0`` is 0. Reference: Laplace (1774), least absolute deviations.
+    .. math:: \ell = |e|, \qquad e = \text{predictions} - \text{targets}
+
+    Minimised by the conditional median, so large errors weigh no more than
+    their size: robust to heavy-tailed noise. The subgradient at ``e = 0`` is 0.
+    As torch ``l1_loss`` and Keras ``MeanAbsoluteError``. ``jloss.mae`` is the
+    same function.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> float(jloss.mean_absolute_error(jnp.array([1.0, -3.0]), jnp.array([0.0, 0.0])))
+      2.0
+
+    References:
+      Laplace, P.-S. (1774); least absolute deviations.
     """
     _check(predictions, targets, weights, where, reduction)
     return _elementwise(_absolute, predictions, targets, (), weights, where, reduction)
 
 
 def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reduction="mean"):
-    """Huber loss: ``e^2 / 2`` for ``|e| <= delta``, else ``delta (|e| - delta / 2)``.
+    r"""Huber loss: quadratic within ``delta`` of the target, linear beyond.
 
-    Quadratic near zero, linear for outliers (robust regression); as
-    ``torch.nn.functional.huber_loss``. ``delta > 0``. Reference: Huber (1964).
+    .. math::
+       \ell = \begin{cases} \tfrac12 e^2 & |e| \le \delta \\
+       \delta \, (|e| - \tfrac12 \delta) & \text{otherwise} \end{cases}
+
+    Regression with outliers: as accurate as MSE for small errors, while an
+    outlier's gradient is capped at ``delta``. As torch ``huber_loss``; optax
+    ``huber_loss`` and Keras ``Huber`` are the same formula.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      delta: ``> 0``; where the loss turns from quadratic to linear.
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad, or ``delta <= 0``.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> float(jloss.huber(jnp.array([0.0, 3.0]), jnp.zeros(2)))
+      1.25
+      >>> jloss.huber(jnp.array([0.5, 3.0]), jnp.zeros(2), reduction="none").tolist()
+      [0.125, 2.5]
+
+    References:
+      Huber, P. J. (1964). Robust Estimation of a Location Parameter.
+      *Annals of Mathematical Statistics* 35(1).
     """
     _check(predictions, targets, weights, where, reduction)
     checks.check_range("delta", delta, low=0, low_open=True)
@@ -102,10 +195,41 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
 
 
 def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduction="mean"):
-    """Smooth L1: ``e^2 / (2 beta)`` for ``|e| < beta``, else ``|e| - beta / 2``.
+    r"""Smooth L1 loss: Huber divided by ``beta``, with L1 at ``beta = 0``.
 
-    ``huber / beta`` for ``beta > 0``; ``beta = 0`` is L1. As torch
-    ``smooth_l1_loss``. Reference: Girshick, "Fast R-CNN" (2015).
+    .. math::
+       \ell = \begin{cases} e^2 / (2\beta) & |e| < \beta \\
+       |e| - \tfrac12 \beta & \text{otherwise} \end{cases}
+
+    Box regression in object detection: the slope of the linear part is 1
+    whatever ``beta``. Equal to ``huber(delta=beta) / beta`` for ``beta > 0``. As
+    torch ``smooth_l1_loss``.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      beta: ``>= 0``; the width of the quadratic part.
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad, or ``beta < 0``.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> jloss.smooth_l1(jnp.array([0.5, 3.0]), jnp.zeros(2), beta=1.0, reduction="none").tolist()
+      [0.125, 2.5]
+
+    References:
+      Girshick, R. (2015). Fast R-CNN. ICCV.
     """
     _check(predictions, targets, weights, where, reduction)
     checks.check_range("beta", beta, low=0)
@@ -113,22 +237,81 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
 
 
 def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"):
-    """``log(cosh(e))``: about ``e^2 / 2`` near 0 and ``|e| - log 2`` far out.
+    r"""Log-cosh loss: about ``e^2 / 2`` near zero and ``|e| - log 2`` far out.
 
-    Computed as ``log1p(2 sinh(e/2)^2)`` for ``|e| < 1`` (accurate down to
-    ``e^2 / 2``) and ``|e| + softplus(-2|e|) - log 2`` beyond, finite for any ``e``.
-    Reference: ``keras.losses.log_cosh``.
+    .. math:: \ell = \log \cosh e
+
+    A smooth robust regression loss (twice differentiable, unlike Huber).
+    Computed as ``log1p(2 sinh(e/2)^2)`` for ``|e| < 1`` (exact down to
+    ``e^2 / 2``) and ``|e| + softplus(-2|e|) - log 2`` beyond, finite for any
+    ``e``. As Keras ``LogCosh`` and optax ``log_cosh``.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> [round(v, 4) for v in jloss.log_cosh(jnp.array([0.0, 2.0, 100.0]), jnp.zeros(3),
+      ...                                      reduction="none").tolist()]
+      [0.0, 1.325, 99.3069]
+
+    References:
+      Keras ``keras.losses.log_cosh``; Chen, P. et al. (2019). Log Hyperbolic
+      Cosine Loss Improves Variational Auto-Encoder.
     """
     _check(predictions, targets, weights, where, reduction)
     return _elementwise(_log_cosh, predictions, targets, (), weights, where, reduction)
 
 
 def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, reduction="mean"):
-    """Pinball (quantile) loss ``max(q (y - yhat), (q - 1)(y - yhat))``.
+    r"""Pinball (quantile) loss: asymmetric absolute error, for quantile regression.
 
-    Minimised by the ``q``-quantile of the targets (quantile regression);
-    ``q = 0.5`` is half the MAE. ``quantile`` in (0, 1).
-    Reference: Koenker & Bassett (1978).
+    .. math:: \ell = \max\big(q\,(y - \hat y),\; (q - 1)(y - \hat y)\big)
+
+    Minimised by the ``q``-quantile of the targets: under-prediction costs ``q``
+    per unit, over-prediction ``1 - q``. ``q = 0.5`` is half the absolute error.
+    As TensorFlow Addons ``PinballLoss``.
+
+    Args:
+      predictions: ``(...)`` float array, the predicted quantile.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      quantile: ``q`` in (0, 1).
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad, or ``quantile`` is not in (0, 1).
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> [round(v, 4) for v in jloss.pinball(jnp.array([1.0, 1.0]), jnp.array([0.0, 3.0]),
+      ...                                     quantile=0.9, reduction="none").tolist()]
+      [0.1, 1.8]
+
+    References:
+      Koenker, R. and Bassett, G. (1978). Regression Quantiles. *Econometrica* 46(1).
     """
     _check(predictions, targets, weights, where, reduction)
     checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True)
@@ -137,14 +320,48 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
 
 def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None, where=None,
                  reduction="mean"):
-    """Gaussian negative log-likelihood (regression that predicts its own variance).
+    r"""Gaussian negative log-likelihood, for a model that predicts its own variance.
 
-    ``0.5 (log(max(var, eps)) + (mean - y)^2 / max(var, eps))`` plus
-    ``0.5 log(2 pi)`` when ``full``. The clamp passes gradients straight
-    through (as torch ``gaussian_nll_loss``). ``variance`` has the shape of
-    ``mean``, or that shape with the last axis 1 or dropped (one variance
-    per example); negative variances raise LossInputError.
-    Reference: Nix & Weigend (1994).
+    .. math::
+       \ell = \tfrac12 \Big(\log \max(\sigma^2, \epsilon)
+       + \frac{(\mu - y)^2}{\max(\sigma^2, \epsilon)}\Big)
+       \;\big[+ \tfrac12 \log 2\pi \text{ if full}\big]
+
+    Heteroscedastic regression: the model outputs a mean and a variance per
+    target. The clamp at ``eps`` passes gradients straight through. As torch
+    ``gaussian_nll_loss``.
+
+    Args:
+      mean: ``(...)`` float array, the predicted mean.
+      targets: ``(...)`` array of the shape of ``mean``.
+      variance: the predicted variance, non-negative: the shape of ``mean``, or
+        that shape with the last axis 1 or dropped (one variance per example).
+      eps: ``> 0``; the variance is clamped to at least ``eps``.
+      full: add the constant ``0.5 log(2 pi)``.
+      weights: non-negative weights broadcastable to ``mean.shape``, or None.
+      where: boolean mask broadcastable to ``mean.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``mean.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: bad shapes (``variance`` included), ``eps <= 0``, or bad
+        ``weights``, ``where`` or ``reduction``.
+      TypeError: integer ``mean`` or ``variance``.
+      LossInputError: a negative variance (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> jloss.gaussian_nll(jnp.array([0.0, 1.0]), jnp.array([1.0, 1.0]), jnp.array([1.0, 1.0]),
+      ...                    reduction="none").tolist()
+      [0.5, 0.0]
+
+    References:
+      Nix, D. A. and Weigend, A. S. (1994). Estimating the mean and variance of
+      the target probability distribution. ICNN.
     """
     _check(mean, targets, weights, where, reduction, name="mean")
     checks.check_float(variance=variance)
@@ -185,11 +402,46 @@ def _gaussian_nll(mean, targets, variance, eps, weights, where, *, full, reducti
 
 def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None,
                 where=None, reduction="mean"):
-    """Poisson negative log-likelihood (count regression), as torch ``poisson_nll_loss``.
+    r"""Poisson negative log-likelihood, for count regression.
 
-    ``exp(x) - y x`` when ``log_input`` (predictions are log-rates), else
-    ``x - y log(x + eps)``; ``full`` adds the Stirling term
-    ``y log y - y + 0.5 log(2 pi y)`` for ``y > 1``.
+    .. math::
+       \ell = \begin{cases} e^{x} - y\,x & \text{log\_input} \\
+       x - y \log(x + \epsilon) & \text{otherwise} \end{cases}
+       \;\big[+\, y \log y - y + \tfrac12 \log(2\pi y) \text{ if full and } y > 1\big]
+
+    Counts (events, clicks, photons) with a predicted rate: ``predictions`` are
+    log-rates with ``log_input=True`` (the stable choice) or rates. ``full`` adds
+    Stirling's approximation of ``log y!``. As torch ``poisson_nll_loss``.
+
+    Args:
+      predictions: ``(...)`` float array: log-rates, or rates with ``log_input=False``.
+      targets: ``(...)`` non-negative counts, the shape of ``predictions``.
+      log_input: whether ``predictions`` are log-rates.
+      full: add the Stirling term.
+      eps: ``> 0``; keeps ``log(x + eps)`` finite at rate 0.
+      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
+      where: boolean mask broadcastable to ``predictions.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+
+    Returns:
+      A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
+      loss of shape ``predictions.shape`` (float64 for float64 inputs).
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``,
+        ``where`` or ``reduction`` are bad, or ``eps <= 0``.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> [round(v, 4) for v in jloss.poisson_nll(jnp.array([0.0, 1.0]), jnp.array([1.0, 2.0]),
+      ...                                         reduction="none").tolist()]
+      [1.0, 0.7183]
+
+    References:
+      PyTorch ``torch.nn.functional.poisson_nll_loss``; McCullagh, P. and Nelder,
+      J. A. (1989). *Generalized Linear Models*.
     """
     _check(predictions, targets, weights, where, reduction)
     checks.check_range("eps", eps, low=0, low_open=True)
