@@ -70,13 +70,40 @@ def _class_scores(predictions, labels, name="predictions"):
 
 @jax.jit
 def accuracy(predictions, labels, *, weights=None, where=None):
-    """Fraction of correct predictions.
+    r"""Fraction of correct predictions.
+
+    .. math:: \mathrm{acc} = \frac{\sum_i w_i \,[\arg\max_c s_{ic} = y_i]}{\sum_i w_i}
+
+    Multi-class evaluation; the class is the ``argmax`` of the scores (logits or
+    probabilities give the same answer). As scikit-learn ``accuracy_score`` and
+    Keras ``SparseCategoricalAccuracy``.
 
     Args:
-      predictions: scores (logits or probabilities) of shape ``(..., C)``,
-        compared by ``argmax``; or predicted class indices of ``labels.shape``.
-      labels: integer class indices ``(...)``.
-      weights, where: per-example weights and mask of ``labels.shape``.
+      predictions: ``(..., C)`` scores compared by ``argmax``, or predicted class
+        indices of ``labels.shape``.
+      labels: ``(...)`` integer class indices.
+      weights: non-negative per-example weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+
+    Returns:
+      A float32 scalar in [0, 1]; 0.0 when nothing is counted.
+
+    Raises:
+      ValueError: ``predictions`` is not ``labels.shape`` or ``labels.shape + (C,)``.
+      TypeError: float ``labels``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> scores = jnp.array([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [1.0, 0.0, 0.0]])
+      >>> labels = jnp.array([0, 1, 0])
+      >>> round(float(jloss.metrics.accuracy(scores, labels)), 4)
+      0.6667
+      >>> float(jloss.metrics.accuracy(scores, labels, weights=jnp.array([1.0, 1.0, 0.0])))
+      0.5
+
+    References:
+      scikit-learn ``sklearn.metrics.accuracy_score``.
     """
     predictions = jnp.asarray(predictions)
     labels = jnp.asarray(labels)
@@ -91,10 +118,38 @@ def accuracy(predictions, labels, *, weights=None, where=None):
 
 @functools.partial(jax.jit, static_argnames="k")
 def top_k_accuracy(predictions, labels, *, k=5, weights=None, where=None):
-    """Fraction of examples whose label is among the ``k`` highest scores.
+    r"""Fraction of examples whose label is among the ``k`` highest scores.
 
-    A label tied with the ``k``-th score counts as correct (the label's score
-    is compared against the ``k``-th largest score).
+    .. math:: \mathrm{acc}_k = \frac{\sum_i w_i \,[s_{i y_i} \ge s_{i(k)}]}{\sum_i w_i}
+
+    with ``s_(k)`` the ``k``-th largest score of the example: a label tied with
+    it counts as correct. Many-class evaluation (ImageNet top-5). As
+    scikit-learn ``top_k_accuracy_score`` and Keras ``SparseTopKCategoricalAccuracy``.
+
+    Args:
+      predictions: ``(..., C)`` scores (logits or probabilities).
+      labels: ``(...)`` integer class indices.
+      k: ``1 <= k <= C`` (a Python int).
+      weights: non-negative per-example weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+
+    Returns:
+      A float32 scalar in [0, 1]; 0.0 when nothing is counted.
+
+    Raises:
+      ValueError: ``predictions`` is not ``labels.shape + (C,)``, or ``k`` is
+        outside ``[1, C]``.
+      TypeError: float ``labels``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> scores = jnp.array([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [1.0, 0.0, 2.0]])
+      >>> round(float(jloss.metrics.top_k_accuracy(scores, jnp.array([0, 1, 1]), k=2)), 4)
+      0.6667
+
+    References:
+      scikit-learn ``sklearn.metrics.top_k_accuracy_score``.
     """
     predictions, labels = _class_scores(predictions, labels)
     num_classes = predictions.shape[-1]
@@ -122,14 +177,40 @@ def _binary_counts(predictions, targets, threshold, weights, where):
 
 @jax.jit
 def binary_precision(predictions, targets, *, threshold=0.5, weights=None, where=None):
-    """``TP / (TP + FP)``: of the examples predicted positive, the fraction that are.
+    r"""Precision: of the examples predicted positive, the fraction that are.
+
+    .. math:: P = \frac{TP}{TP + FP}
+
+    Binary (or multi-label, elementwise) evaluation, weighted counts with
+    ``weights``. A ratio of sums: compute it over the whole evaluation set. As
+    scikit-learn ``precision_score`` with ``zero_division=0``.
 
     Args:
-      predictions: probabilities (or any scores: set ``threshold``, e.g. 0.0
-        for logits) or booleans; positive when ``predictions > threshold``.
-      targets: 0/1 (or boolean) labels of the same shape.
-      threshold: decision threshold on ``predictions``.
-      weights, where: per-example weights and mask.
+      predictions: ``(...)`` scores, positive when ``predictions > threshold``,
+        or booleans.
+      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
+      threshold: the decision threshold on ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
+
+    Returns:
+      A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
+        / ``where`` do not broadcast.
+      TypeError: a ``where`` that is not boolean.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> scores = jnp.array([2.0, -1.0, 3.0, 1.0, -3.0])  # positive: 2.0, 3.0, 1.0
+      >>> targets = jnp.array([1, 1, 0, 1, 1])
+      >>> round(float(jloss.metrics.binary_precision(scores, targets, threshold=0.0)), 4)
+      0.6667
+
+    References:
+      scikit-learn ``sklearn.metrics.precision_score``.
     """
     tp, predicted, _ = _binary_counts(predictions, targets, threshold, weights, where)
     return _ratio(tp, predicted)
@@ -137,9 +218,40 @@ def binary_precision(predictions, targets, *, threshold=0.5, weights=None, where
 
 @jax.jit
 def binary_recall(predictions, targets, *, threshold=0.5, weights=None, where=None):
-    """``TP / (TP + FN)``: of the positive examples, the fraction predicted positive.
+    r"""Recall: of the positive examples, the fraction predicted positive.
 
-    Arguments as :func:`binary_precision`.
+    .. math:: R = \frac{TP}{TP + FN}
+
+    Binary (or multi-label, elementwise) evaluation, weighted counts with
+    ``weights``. A ratio of sums: compute it over the whole evaluation set. As
+    scikit-learn ``recall_score`` with ``zero_division=0``.
+
+    Args:
+      predictions: ``(...)`` scores, positive when ``predictions > threshold``,
+        or booleans.
+      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
+      threshold: the decision threshold on ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
+
+    Returns:
+      A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
+        / ``where`` do not broadcast.
+      TypeError: a ``where`` that is not boolean.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> scores = jnp.array([2.0, -1.0, 3.0, 1.0, -3.0])  # positive: 2.0, 3.0, 1.0
+      >>> targets = jnp.array([1, 1, 0, 1, 1])
+      >>> float(jloss.metrics.binary_recall(scores, targets, threshold=0.0))
+      0.5
+
+    References:
+      scikit-learn ``sklearn.metrics.recall_score``.
     """
     tp, _, actual = _binary_counts(predictions, targets, threshold, weights, where)
     return _ratio(tp, actual)
@@ -147,9 +259,41 @@ def binary_recall(predictions, targets, *, threshold=0.5, weights=None, where=No
 
 @jax.jit
 def binary_f1(predictions, targets, *, threshold=0.5, weights=None, where=None):
-    """F1 score ``2 TP / (2 TP + FP + FN)``, the harmonic mean of precision and recall.
+    r"""F1 score: the harmonic mean of precision and recall.
 
-    Arguments as :func:`binary_precision`.
+    .. math:: F_1 = \frac{2\,TP}{2\,TP + FP + FN}
+
+    Binary evaluation under class imbalance, where accuracy says little. A ratio
+    of sums: compute it over the whole evaluation set. As scikit-learn
+    ``f1_score`` with ``zero_division=0``.
+
+    Args:
+      predictions: ``(...)`` scores, positive when ``predictions > threshold``,
+        or booleans.
+      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
+      threshold: the decision threshold on ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
+
+    Returns:
+      A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
+        / ``where`` do not broadcast.
+      TypeError: a ``where`` that is not boolean.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> scores = jnp.array([2.0, -1.0, 3.0, 1.0, -3.0])  # positive: 2.0, 3.0, 1.0
+      >>> targets = jnp.array([1, 1, 0, 1, 1])
+      >>> round(float(jloss.metrics.binary_f1(scores, targets, threshold=0.0)), 4)
+      0.5714
+
+    References:
+      scikit-learn ``sklearn.metrics.f1_score``; van Rijsbergen, C. J. (1979).
+      *Information Retrieval*.
     """
     tp, predicted, actual = _binary_counts(predictions, targets, threshold, weights, where)
     return _ratio(2.0 * tp, predicted + actual)
@@ -157,7 +301,34 @@ def binary_f1(predictions, targets, *, threshold=0.5, weights=None, where=None):
 
 @jax.jit
 def mae(predictions, targets, *, weights=None, where=None):
-    """Mean absolute error ``mean(|predictions - targets|)`` (weighted mean with ``weights``)."""
+    r"""Mean absolute error, a weighted mean of ``|predictions - targets|``.
+
+    .. math:: \mathrm{MAE} = \frac{\sum_i w_i \,|\hat y_i - y_i|}{\sum_i w_i}
+
+    Regression evaluation in the targets' units. As scikit-learn
+    ``mean_absolute_error``; the loss is :func:`jloss.mean_absolute_error`.
+
+    Args:
+      predictions: ``(...)`` array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
+
+    Returns:
+      A float32 scalar; 0.0 when nothing is counted.
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> float(jloss.metrics.mae(jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 1.0, 1.0])))
+      1.0
+
+    References:
+      scikit-learn ``sklearn.metrics.mean_absolute_error``.
+    """
     predictions = jnp.asarray(predictions, jnp.float32)
     targets = jnp.asarray(targets, jnp.float32)
     check_same_shape(predictions=predictions, targets=targets)
@@ -166,7 +337,35 @@ def mae(predictions, targets, *, weights=None, where=None):
 
 @jax.jit
 def rmse(predictions, targets, *, weights=None, where=None):
-    """Root mean squared error ``sqrt(mean((predictions - targets)**2))``."""
+    r"""Root mean squared error, the square root of a weighted mean of squared errors.
+
+    .. math:: \mathrm{RMSE} = \sqrt{\frac{\sum_i w_i \,(\hat y_i - y_i)^2}{\sum_i w_i}}
+
+    Regression evaluation in the targets' units, weighting large errors more
+    than :func:`mae`. As scikit-learn ``root_mean_squared_error`` and Keras
+    ``RootMeanSquaredError``.
+
+    Args:
+      predictions: ``(...)`` array.
+      targets: ``(...)`` array of the shape of ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
+
+    Returns:
+      A float32 scalar; 0.0 when nothing is counted.
+
+    Raises:
+      ValueError: ``predictions`` and ``targets`` differ in shape.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> round(float(jloss.metrics.rmse(jnp.array([1.0, 2.0, 3.0]), jnp.array([1.0, 1.0, 1.0]))), 4)
+      1.291
+
+    References:
+      scikit-learn ``sklearn.metrics.root_mean_squared_error``.
+    """
     predictions = jnp.asarray(predictions, jnp.float32)
     targets = jnp.asarray(targets, jnp.float32)
     check_same_shape(predictions=predictions, targets=targets)
@@ -206,21 +405,44 @@ def _calibration_bins(probabilities, labels, num_bins, weights=None, where=None)
 
 @functools.partial(jax.jit, static_argnames="num_bins")
 def expected_calibration_error(probabilities, labels, *, num_bins=15, weights=None, where=None):
-    """Expected calibration error with ``num_bins`` equal-width confidence bins.
+    r"""Expected calibration error with ``num_bins`` equal-width confidence bins.
 
-    ``ECE = sum_b (n_b / n) * |accuracy_b - confidence_b|`` over the bins
-    ``(b / M, (b + 1) / M]`` (the first bin also holds confidence 0), where
-    ``n_b`` is the (weighted) number of examples whose confidence falls in
-    bin ``b`` (Guo et al., 2017, "On Calibration of Modern Neural Networks").
+    .. math:: \mathrm{ECE} = \sum_b \frac{n_b}{n} \,\big|\mathrm{acc}_b - \mathrm{conf}_b\big|
+
+    over the bins ``(b / M, (b + 1) / M]`` (the first bin also holds confidence
+    0), where ``n_b`` is the (weighted) number of examples whose confidence falls
+    in bin ``b``. How far a classifier's confidence is from its accuracy: 0 for a
+    calibrated model, always in [0, 1]. A ratio of sums: compute it over the
+    whole evaluation set.
 
     Args:
       probabilities: class probabilities ``(..., C)`` with integer ``labels``
-        ``(...)``: confidence is the top probability, correct when its class
-        is the label. Or ``P(y = 1)`` of ``labels.shape`` with 0/1 labels
-        (binary): the prediction is ``p >= 0.5`` with confidence ``max(p, 1 - p)``.
+        ``(...)``: confidence is the top probability, correct when its class is
+        the label. Or ``P(y = 1)`` of ``labels.shape`` with 0/1 labels (binary):
+        the prediction is ``p >= 0.5`` with confidence ``max(p, 1 - p)``.
       labels: integer class indices, or 0/1 labels in the binary form.
-      num_bins: number of bins ``M``.
-      weights, where: per-example weights and mask of ``labels.shape``.
+      num_bins: the number of bins ``M`` (a Python int ``>= 1``).
+      weights: non-negative per-example weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+
+    Returns:
+      A float32 scalar in [0, 1]; 0.0 when nothing is counted.
+
+    Raises:
+      ValueError: ``num_bins < 1``, or shapes that fit neither form.
+      TypeError: float ``labels`` in the class form.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> uniform = jnp.full((4, 4), 0.25)  # confidence 0.25, predicted class 0
+      >>> float(jloss.metrics.expected_calibration_error(uniform, jnp.array([0, 0, 0, 1])))
+      0.5
+
+    References:
+      Guo, C. et al. (2017). On Calibration of Modern Neural Networks. ICML;
+      Naeini, M. P. et al. (2015). Obtaining Well Calibrated Probabilities Using
+      Bayesian Binning. AAAI.
     """
     confidence, correct, in_bin = _calibration_bins(probabilities, labels, num_bins, weights, where)
     count = jnp.sum(in_bin, axis=0)

@@ -49,6 +49,9 @@ _ALIASES = {
 class Recommendation:
     """A loss, the output activation it pairs with, why, and keyword options.
 
+    Returned by :func:`recommend`; ``rec.bind()`` is the loss with its options
+    filled in.
+
     Attributes:
       loss: the jloss loss function (``jloss.huber``, ...).
       activation: name of the output activation the loss pairs with:
@@ -56,6 +59,12 @@ class Recommendation:
         internally (pass logits); use it yourself only to read out probabilities.
       reason: one or two sentences from the selection guide.
       options: keyword arguments to call ``loss`` with (read-only mapping).
+
+    Examples:
+      >>> import jloss
+      >>> rec = jloss.recommend("binary", imbalance=True, positive_fraction=0.2)
+      >>> rec.name, rec.activation, dict(rec.options)
+      ('binary_cross_entropy', 'sigmoid', {'pos_weight': 4.0})
     """
 
     loss: Callable[..., Any]
@@ -84,21 +93,47 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
               quantile=None, positive_fraction=None):
     """Recommend a loss and output activation for ``task``, following the selection guide.
 
+    The guide, situation to loss: binary labels to :func:`binary_cross_entropy`
+    (rare positives: with ``pos_weight``); several labels per example to one BCE
+    per label; one class out of C to :func:`sparse_categorical_cross_entropy`
+    (one-hot or soft targets: :func:`categorical_cross_entropy`; imbalanced:
+    :func:`categorical_focal_loss`); regression to :func:`mean_squared_error`
+    (noisy targets: :func:`mean_absolute_error`, outliers: :func:`huber`, a
+    quantile: :func:`pinball`); distributions to :func:`kl_divergence`. The
+    classification losses take logits: the activation named is applied inside
+    the loss, and used only to read out probabilities.
+
     Args:
       task: ``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"`` or
         ``"distribution"`` (``"multi-class"`` and ``"multi-label"`` are accepted too).
-      outliers: regression targets contain large outliers -> ``huber``.
-      imbalance: one class is rare -> class-weighted BCE (binary; ``pos_weight`` filled in
-        from ``positive_fraction``) or focal loss (multi-class).
-      integer_labels: multi-class labels are integer class indices (-> sparse CE);
-        False for one-hot or soft targets (-> categorical CE).
-      noisy: regression targets are noisy (heavy-tailed noise) -> ``mean_absolute_error``.
-      quantile: predict this quantile instead of the mean -> ``pinball``.
+      outliers: regression targets contain large outliers (``huber``).
+      imbalance: one class is rare: class-weighted BCE (binary; ``pos_weight``
+        filled in from ``positive_fraction``) or focal loss (multi-class).
+      integer_labels: multi-class labels are integer class indices (sparse CE);
+        False for one-hot or soft targets (categorical CE).
+      noisy: regression targets are noisy (heavy-tailed noise; ``mean_absolute_error``).
+      quantile: predict this quantile instead of the mean (``pinball``).
       positive_fraction: for ``binary`` with ``imbalance``, the fraction of
-        positive examples; gives ``pos_weight = (1 - f) / f`` (the negatives per positive).
+        positive examples; gives ``pos_weight = (1 - f) / f`` (negatives per positive).
 
-    Returns: a :class:`Recommendation` ``(loss, activation, reason, options)``.
-    Raises: ValueError for an unknown task (the message lists the tasks) or a bad option.
+    Returns:
+      A :class:`Recommendation` ``(loss, activation, reason, options)``.
+
+    Raises:
+      ValueError: an unknown task (the message lists the tasks) or a bad option.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> rec = jloss.recommend("regression", outliers=True)
+      >>> rec.name, rec.activation, dict(rec.options)
+      ('huber', 'identity', {'delta': 1.0})
+      >>> float(rec.bind()(jnp.array([0.0, 3.0]), jnp.zeros(2)))
+      1.25
+
+    References:
+      Goodfellow, I., Bengio, Y. and Courville, A. (2016). *Deep Learning*,
+      section 6.2.2 (output units and cost functions).
     """
     key = _ALIASES.get(str(task).lower().strip()) if isinstance(task, str) else None
     if key is None:
