@@ -147,8 +147,28 @@ def lr_finder(loss_fn, state, batches, *, min_lr=1e-7, max_lr=10.0, num_steps=10
         against log(lr) before its minimum (falls back to ``"min/10"`` when the
         curve is too short); ``"min/10"``: a tenth of the rate at the minimum.
 
-    Returns: an :class:`LRFinderResult` ``(lrs, losses, smoothed, suggested_lr, ...)``.
-    Reference: L. Smith, "Cyclical Learning Rates for Training Neural Networks" (2017).
+    Returns:
+      An ``LRFinderResult`` ``(lrs, losses, smoothed, suggested_lr, ...)``.
+
+    Raises:
+      ValueError: a bad ramp (``0 < min_lr < max_lr``, ``num_steps >= 2``),
+        ``smoothing``, ``method`` or ``diverge_threshold``, or optimizer options
+        with ``optimizer=None``.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
+      >>> result = jloss.lr_finder(loss_fn, {"w": jnp.zeros(2)}, batch, min_lr=1e-3, max_lr=10.0,
+      ...                          num_steps=20)
+      >>> len(result.lrs) <= 20, 1e-3 <= result.suggested_lr <= 10.0
+      (True, True)
+
+    References:
+      Smith, L. N. (2017). Cyclical Learning Rates for Training Neural Networks.
+      WACV; fastai ``lr_find``.
     """
     if not 0 < min_lr < max_lr:
         raise ValueError(f"need 0 < min_lr < max_lr, got min_lr={min_lr}, max_lr={max_lr}")
@@ -324,8 +344,24 @@ def loss_landscape(loss_fn, params, batch, *, key=None, dims=1, span=1.0, num=21
       batch_size: grid points evaluated at once (``jax.lax.map`` batches; None: one at a time,
         the quickest to compile).
 
-    Returns: a :class:`LossLandscape` ``(alphas, betas, losses, directions, center_loss)``.
-    Reference: H. Li et al., "Visualizing the Loss Landscape of Neural Nets" (NeurIPS 2018).
+    Returns:
+      A ``LossLandscape`` ``(alphas, betas, losses, directions, center_loss)``.
+
+    Raises:
+      ValueError: ``dims`` not 1 or 2, or a bad grid.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([[1.0], [2.0]])}
+      >>> landscape = jloss.loss_landscape(loss_fn, {"w": jnp.zeros((2, 1))}, batch, num=5)
+      >>> landscape.losses.shape, round(float(landscape.center_loss), 4)
+      ((5,), 2.5)
+
+    References:
+      Li, H. et al. (2018). Visualizing the Loss Landscape of Neural Nets. NeurIPS.
     """
     if dims not in (1, 2):
         raise ValueError(f"dims must be 1 or 2, got {dims!r}")

@@ -43,8 +43,27 @@ def save_checkpoint(directory, state, step=None, *, max_to_keep=None):
       step: the step number to save under; default ``state.step``.
       max_to_keep: keep only this many most recent checkpoints (None: all).
 
-    Returns the step number saved. Saving a step that exists raises
-    (orbax's error); pick another step or directory.
+    Returns:
+      The step number saved.
+
+    Raises:
+      ImportError: orbax-checkpoint is not installed (``pip install "jloss[train]"``).
+      ValueError: (orbax's error) the step already exists in ``directory``; pick
+        another step or directory.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> import tempfile
+      >>> state = jloss.TrainState.create(params={"w": jnp.ones(2)}, tx=jloss.optimizer("sgd", 0.1))
+      >>> with tempfile.TemporaryDirectory() as directory:
+      ...     saved = jloss.save_checkpoint(directory, state)
+      ...     restored = jloss.restore_checkpoint(directory, state)
+      >>> saved, restored.params["w"].tolist()
+      (0, [1.0, 1.0])
+
+    References:
+      orbax-checkpoint ``CheckpointManager``.
     """
     ocp = _orbax()
     step = _step_of(state) if step is None else int(step)
@@ -72,8 +91,34 @@ def restore_checkpoint(directory, target_state, step=None):
     """Restore the checkpoint of ``step`` (default: the latest) into ``target_state``'s structure.
 
     ``target_state`` supplies the tree structure, dtypes, shapes, shardings and
-    the optimizer; its values are not used. Raises FileNotFoundError when
-    ``directory`` holds no checkpoint (or not that step).
+    the optimizer; its values are not used.
+
+    Args:
+      directory: the checkpoint directory.
+      target_state: a state of the saved structure (built with the same
+        ``TrainState.create(params=..., tx=...)``).
+      step: the step to restore; default the latest.
+
+    Returns:
+      A state like ``target_state`` holding the saved arrays.
+
+    Raises:
+      FileNotFoundError: ``directory`` holds no checkpoint, or not that step.
+      ImportError: orbax-checkpoint is not installed.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> import tempfile
+      >>> state = jloss.TrainState.create(params={"w": jnp.ones(2)}, tx=jloss.optimizer("sgd", 0.1))
+      >>> with tempfile.TemporaryDirectory() as directory:
+      ...     saved = jloss.save_checkpoint(directory, state)
+      ...     restored = jloss.restore_checkpoint(directory, state)
+      >>> saved, restored.params["w"].tolist()
+      (0, [1.0, 1.0])
+
+    References:
+      orbax-checkpoint ``CheckpointManager``.
     """
     ocp = _orbax()
     steps = checkpoint_steps(directory)

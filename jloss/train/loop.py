@@ -41,6 +41,20 @@ class History:
         out, or ``on_epoch_end`` asked to stop).
       restored_best: whether the returned state is the best epoch's state
         rather than the last one.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
+      >>> data = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [0.0, 1.0]]),
+      ...         "y": jnp.array([1.0, 2.0, 1.0, 1.0])}
+      >>> state = jloss.TrainState.create(params={"w": jnp.zeros(2)}, tx=jloss.optimizer("sgd", 0.1))
+      >>> state, history = jloss.fit(state, jloss.make_train_step(loss_fn), data, epochs=3,
+      ...                            batch_size=2, progress=False)
+      >>> len(history.steps), len(history.epoch_values("loss"))
+      (6, 3)
     """
 
     steps: list = dataclasses.field(default_factory=list)
@@ -226,7 +240,30 @@ def fit(state, train_step, train_data, *, epochs=1, batch_size=None, key=None, e
       on_epoch_end: optional ``fn(state, record)`` called after each epoch
         (e.g. to save a checkpoint); return True to stop training.
 
-    Returns ``(state, history)``; see :class:`History`.
+    Returns:
+      ``(state, history)``: the trained (or best) state and a :class:`History`.
+
+    Raises:
+      ValueError: a bad ``mode`` or ``patience``, ``eval_data`` without
+        ``eval_fn``, or ``key`` with data that is not arrays.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
+      >>> data = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [0.0, 1.0]]),
+      ...         "y": jnp.array([1.0, 2.0, 1.0, 1.0])}
+      >>> state = jloss.TrainState.create(params={"w": jnp.zeros(2)}, tx=jloss.optimizer("sgd", 0.1))
+      >>> state, history = jloss.fit(state, jloss.make_train_step(loss_fn), data, epochs=3,
+      ...                            batch_size=2, progress=False)
+      >>> int(state.step), history.epochs[-1]["loss"] < history.epochs[0]["loss"]
+      (6, True)
+
+    References:
+      Keras ``Model.fit`` (epochs, validation, ``EarlyStopping`` with
+      ``restore_best_weights``).
     """
     if mode not in ("min", "max"):
         raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
@@ -321,6 +358,36 @@ def plot_history(history, ax=None, metric="loss"):
     Needs matplotlib (the ``plot`` extra), imported on first use. Draws on
     ``ax`` (default: a new figure's axes) and returns it. The best epoch by
     ``history.monitor`` is marked with a dotted vertical line.
+
+    Args:
+      history: a :class:`History` from :func:`fit`.
+      ax: a matplotlib ``Axes``, or None for a new figure.
+      metric: the metric to plot (``"loss"``, ``"accuracy"``, ...).
+
+    Returns:
+      The matplotlib ``Axes`` drawn on.
+
+    Raises:
+      ImportError: matplotlib is not installed (``pip install "jloss[plot]"``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
+      >>> data = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [0.0, 1.0]]),
+      ...         "y": jnp.array([1.0, 2.0, 1.0, 1.0])}
+      >>> state = jloss.TrainState.create(params={"w": jnp.zeros(2)}, tx=jloss.optimizer("sgd", 0.1))
+      >>> state, history = jloss.fit(state, jloss.make_train_step(loss_fn), data, epochs=3,
+      ...                            batch_size=2, progress=False)
+      >>> import matplotlib
+      >>> matplotlib.use("Agg")
+      >>> jloss.plot_history(history).get_xlabel()
+      'step'
+
+    References:
+      Keras ``History`` plots; matplotlib ``Axes.plot``.
     """
     if ax is None:
         try:

@@ -57,6 +57,32 @@ def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_
     - ``linear``: linear decay to ``end_value`` at step ``decay_steps``.
     - ``exponential``: ``learning_rate * decay_rate ** (t / decay_steps)``, ``t``
       counted from the end of the warm-up.
+
+    Args:
+      name: one of ``"constant"``, ``"cosine"``, ``"warmup_cosine"``, ``"linear"``,
+        ``"exponential"``.
+      learning_rate: the peak rate (a float).
+      decay_steps: the length of the whole schedule (decaying schedules).
+      warmup_steps: steps of the linear warm-up from 0 (an int ``>= 0``).
+      end_value: the final rate of ``cosine`` and ``linear``.
+      decay_rate: the factor of ``exponential`` per ``decay_steps``.
+
+    Returns:
+      An optax schedule: a function of the step count.
+
+    Raises:
+      ValueError: an unknown name, a missing or too short ``decay_steps``, or a
+        bad ``warmup_steps``.
+
+    Examples:
+      >>> import jloss
+      >>> schedule = jloss.make_schedule("warmup_cosine", 1.0, warmup_steps=10, decay_steps=110)
+      >>> [round(float(schedule(t)), 4) for t in (0, 5, 10, 60, 110)]
+      [0.0, 0.5, 1.0, 0.5, 0.0]
+
+    References:
+      optax ``warmup_cosine_decay_schedule``; Loshchilov, I. and Hutter, F.
+      (2017). SGDR: Stochastic Gradient Descent with Warm Restarts. ICLR.
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
@@ -109,6 +135,29 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
 
     The learning rate (only it) is injected as a hyperparameter, so train
     steps can report it (``jloss.learning_rate(opt_state)``).
+
+    Returns:
+      An ``optax.GradientTransformation``: clipping, weight decay, the optimizer,
+      non-finite skipping and accumulation, chained in that order.
+
+    Raises:
+      ValueError: an unknown name (the message lists the known ones), or options
+        that contradict each other (a schedule name with a schedule as
+        ``learning_rate``, ``decay_steps`` without a decaying schedule, ...).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> tx = jloss.optimizer("momentum", 0.1, clip_norm=1.0)
+      >>> params = jnp.array([1.0, 1.0])
+      >>> updates, _ = tx.update(jnp.array([3.0, 4.0]), tx.init(params))  # clipped to norm 1
+      >>> [round(v, 4) for v in updates.tolist()]
+      [-0.06, -0.08]
+
+    References:
+      optax (``optax.adamw``, ``optax.clip_by_global_norm``, ``optax.MultiSteps``,
+      ``optax.apply_if_finite``); Loshchilov, I. and Hutter, F. (2019). Decoupled
+      Weight Decay Regularization. ICLR.
     """
     if name not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}")
@@ -173,7 +222,26 @@ def _without_step_count(tx):
 
 
 def learning_rate(opt_state):
-    """The current learning rate stored in ``opt_state``, or None if it has none."""
+    """The current learning rate stored in ``opt_state``, or None if it has none.
+
+    Args:
+      opt_state: the state of an optimizer from :func:`jloss.optimizer` (or any
+        ``optax.inject_hyperparams`` optimizer), e.g. ``state.opt_state``.
+
+    Returns:
+      The learning rate as a scalar array, or None for an optimizer that does
+      not store it.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> tx = jloss.optimizer("adam", 3e-4)
+      >>> round(float(jloss.learning_rate(tx.init(jnp.zeros(2)))), 6)
+      0.0003
+
+    References:
+      optax ``inject_hyperparams``.
+    """
     found = []
 
     def visit(node):

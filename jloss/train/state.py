@@ -15,6 +15,15 @@ class TrainState:
 
     The optimizer ``tx`` is static data (not a leaf), so a state passes
     through ``jax.jit``, ``jax.pmap`` and checkpointing like any pytree.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> import optax
+      >>> state = jloss.TrainState.create(params={"w": jnp.array(1.0)}, tx=optax.sgd(0.1))
+      >>> state = state.apply_gradients({"w": jnp.array(2.0)})
+      >>> int(state.step), round(float(state.params["w"]), 4)
+      (1, 0.8)
     """
 
     step: jax.Array

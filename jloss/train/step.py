@@ -46,6 +46,31 @@ def per_example_grads(loss_fn, *, has_aux=False):
     Each example is given to ``loss_fn`` as a batch of one, so ``loss_fn`` is
     written for batches as usual: ``vmap(grad(loss_fn), in_axes=(None, 0))``.
     With ``has_aux`` the result is ``(grads, aux)``, aux per example.
+
+    Args:
+      loss_fn: ``loss_fn(params, batch) -> loss`` (``(loss, aux)`` with ``has_aux``).
+      has_aux: whether ``loss_fn`` returns ``(loss, aux)``.
+
+    Returns:
+      ``f(params, batch)``: the gradient pytree with a leading batch axis of size
+      ``B`` (the leading axis of every leaf of ``batch``).
+
+    Raises:
+      ValueError: (when called) leaves of ``batch`` with different leading sizes.
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
+      >>> grads = jloss.per_example_grads(loss_fn)({"w": jnp.zeros(2)}, batch)
+      >>> grads["w"].tolist()
+      [[-2.0, -2.0], [-4.0, -8.0]]
+
+    References:
+      Opacus / DP-SGD (Abadi, M. et al. (2016). Deep Learning with Differential
+      Privacy. CCS); the JAX ``vmap(grad)`` per-example gradient recipe.
     """
     def one(params, example):
         batch = jax.tree.map(lambda x: x[None], example)
@@ -130,6 +155,29 @@ def make_train_step(loss_fn, *, has_aux=False, parallel=None, mesh=None, axis_na
     and ``aux``. Under ``"pmap"`` every metric has a leading device axis.
     The returned function carries ``step.parallel`` (None, "pmap" or "mesh"),
     which :func:`jloss.fit` reads.
+
+    Returns:
+      ``step(state, batch) -> (state, metrics)``.
+
+    Raises:
+      ValueError: an unknown ``parallel``, or bad DP-SGD options
+        (``dp_clip_norm <= 0``, noise without ``dp_key`` or ``dp_clip_norm``).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> def loss_fn(params, batch):
+      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
+      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
+      >>> state = jloss.TrainState.create(params={"w": jnp.zeros(2)}, tx=jloss.optimizer("sgd", 0.1))
+      >>> step = jloss.make_train_step(loss_fn)
+      >>> state, metrics = step(state, batch)
+      >>> round(float(metrics["loss"]), 4), [round(v, 4) for v in state.params["w"].tolist()]
+      (2.5, [0.3, 0.5])
+
+    References:
+      Flax ``TrainState`` training loops; Abadi, M. et al. (2016). Deep Learning
+      with Differential Privacy. CCS (DP-SGD).
     """
     if parallel not in (None, "pmap", "mesh"):
         raise ValueError(f"parallel must be None, 'pmap' or 'mesh', got {parallel!r}")
