@@ -227,20 +227,13 @@ def binary_recall(predictions, targets, *, threshold=0.5, weights=None, where=No
     scikit-learn ``recall_score`` with ``zero_division=0``.
 
     Args:
-      predictions: ``(...)`` scores, positive when ``predictions > threshold``,
-        or booleans.
-      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
-      threshold: the decision threshold on ``predictions``.
-      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
-      where: boolean mask broadcastable to ``targets.shape``, or None.
+      predictions, targets, threshold, weights, where: as :func:`binary_precision`.
 
     Returns:
       A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
 
     Raises:
-      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
-        / ``where`` do not broadcast.
-      TypeError: a ``where`` that is not boolean.
+      ValueError, TypeError: as :func:`binary_precision`.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -268,20 +261,13 @@ def binary_f1(predictions, targets, *, threshold=0.5, weights=None, where=None):
     ``f1_score`` with ``zero_division=0``.
 
     Args:
-      predictions: ``(...)`` scores, positive when ``predictions > threshold``,
-        or booleans.
-      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
-      threshold: the decision threshold on ``predictions``.
-      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
-      where: boolean mask broadcastable to ``targets.shape``, or None.
+      predictions, targets, threshold, weights, where: as :func:`binary_precision`.
 
     Returns:
       A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
 
     Raises:
-      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
-        / ``where`` do not broadcast.
-      TypeError: a ``where`` that is not boolean.
+      ValueError, TypeError: as :func:`binary_precision`.
 
     Examples:
       >>> import jax.numpy as jnp

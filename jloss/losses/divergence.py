@@ -36,10 +36,7 @@ def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=
       from_logits: whether the first argument holds logits.
       log_targets: whether ``targets`` are log-probabilities.
       axis: the class axis.
-      weights: non-negative per-example weights broadcastable to the shape of
-        ``logits`` without ``axis``, or None.
-      where: boolean mask of that shape (broadcastable), or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the divergence

@@ -42,9 +42,7 @@ def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="me
       scores: ``(...)`` float decision scores (logits).
       labels: ``(...)`` the shape of ``scores``, values in {-1, 0, +1}.
       margin: ``m``, the required margin.
-      weights: non-negative weights broadcastable to ``scores.shape``, or None.
-      where: boolean mask broadcastable to ``scores.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -82,9 +80,7 @@ def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduc
       scores: ``(...)`` float decision scores (logits).
       labels: ``(...)`` the shape of ``scores``, values in {-1, 0, +1}.
       margin: ``m``, the required margin.
-      weights: non-negative weights broadcastable to ``scores.shape``, or None.
-      where: boolean mask broadcastable to ``scores.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -142,9 +138,7 @@ def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axi
       p: 1 (hinge) or 2 (squared hinge).
       class_weights: ``(C,)`` weights, or None.
       axis: the class axis.
-      weights: non-negative per-example weights broadcastable to ``labels.shape``, or None.
-      where: boolean mask broadcastable to ``labels.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per

@@ -84,9 +84,7 @@ def mean_squared_error(predictions, targets, *, weights=None, where=None, reduct
     Args:
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -123,9 +121,7 @@ def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduc
     Args:
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -164,9 +160,7 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
       delta: ``> 0``; where the loss turns from quadratic to linear.
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -209,9 +203,7 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
       beta: ``>= 0``; the width of the quadratic part.
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -249,9 +241,7 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     Args:
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -290,9 +280,7 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
       predictions: ``(...)`` float array, the predicted quantile.
       targets: ``(...)`` array of the shape of ``predictions``.
       quantile: ``q`` in (0, 1).
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -338,9 +326,7 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
         that shape with the last axis 1 or dropped (one variance per example).
       eps: ``> 0``; the variance is clamped to at least ``eps``.
       full: add the constant ``0.5 log(2 pi)``.
-      weights: non-negative weights broadcastable to ``mean.shape``, or None.
-      where: boolean mask broadcastable to ``mean.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -419,9 +405,7 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
       log_input: whether ``predictions`` are log-rates.
       full: add the Stirling term.
       eps: ``> 0``; keeps ``log(x + eps)`` finite at rate 0.
-      weights: non-negative weights broadcastable to ``predictions.shape``, or None.
-      where: boolean mask broadcastable to ``predictions.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
+      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise

@@ -112,10 +112,12 @@ def restore_checkpoint(directory, target_state, step=None):
       >>> import tempfile
       >>> state = jloss.TrainState.create(params={"w": jnp.ones(2)}, tx=jloss.optimizer("sgd", 0.1))
       >>> with tempfile.TemporaryDirectory() as directory:
-      ...     saved = jloss.save_checkpoint(directory, state)
-      ...     restored = jloss.restore_checkpoint(directory, state)
-      >>> saved, restored.params["w"].tolist()
-      (0, [1.0, 1.0])
+      ...     _ = jloss.save_checkpoint(directory, state, step=1)
+      ...     _ = jloss.save_checkpoint(directory, state.replace(params={"w": jnp.zeros(2)}), step=2)
+      ...     first = jloss.restore_checkpoint(directory, state, step=1)
+      ...     latest = jloss.restore_checkpoint(directory, state)
+      >>> first.params["w"].tolist(), latest.params["w"].tolist()
+      ([1.0, 1.0], [0.0, 0.0])
 
     References:
       orbax-checkpoint ``CheckpointManager``.
