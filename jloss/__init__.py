@@ -4,7 +4,9 @@ Every loss shares one calling convention::
 
     loss(predictions, targets, *, <options>, weights=None, where=None, reduction="mean")
 
-See the README and the documentation under ``docs/`` for the contract.
+The contract every loss follows (weights, where, reductions, dtypes, errors and
+value checks) is the "Conventions" page of the documentation (docs/conventions.md);
+each function's docstring gives its formula, shapes, an example and its reference.
 """
 
 from jloss import metrics
