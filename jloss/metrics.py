@@ -227,13 +227,19 @@ def binary_recall(predictions, targets, *, threshold=0.5, weights=None, where=No
     scikit-learn ``recall_score`` with ``zero_division=0``.
 
     Args:
-      predictions, targets, threshold, weights, where: as :func:`binary_precision`.
+      predictions: ``(...)`` scores, as :func:`binary_precision`.
+      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
+      threshold: the decision threshold on ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
 
     Returns:
       A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
 
     Raises:
-      ValueError, TypeError: as :func:`binary_precision`.
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
+        / ``where`` do not broadcast.
+      TypeError: a ``where`` that is not boolean.
 
     Examples:
       >>> import jax.numpy as jnp
@@ -261,13 +267,19 @@ def binary_f1(predictions, targets, *, threshold=0.5, weights=None, where=None):
     ``f1_score`` with ``zero_division=0``.
 
     Args:
-      predictions, targets, threshold, weights, where: as :func:`binary_precision`.
+      predictions: ``(...)`` scores, as :func:`binary_precision`.
+      targets: ``(...)`` 0/1 (or boolean) labels of the shape of ``predictions``.
+      threshold: the decision threshold on ``predictions``.
+      weights: non-negative per-example weights broadcastable to ``targets.shape``, or None.
+      where: boolean mask broadcastable to ``targets.shape``, or None.
 
     Returns:
       A float32 scalar in [0, 1]; 0.0 when the denominator is 0.
 
     Raises:
-      ValueError, TypeError: as :func:`binary_precision`.
+      ValueError: ``predictions`` and ``targets`` differ in shape, or ``weights``
+        / ``where`` do not broadcast.
+      TypeError: a ``where`` that is not boolean.
 
     Examples:
       >>> import jax.numpy as jnp

@@ -242,8 +242,10 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
       z_loss: ``z >= 0`` (PaLM's z-loss).
       logit_softcap: ``c > 0`` applies ``c * tanh(x / c)`` to the logits (Gemma 2)
         and differentiates through it; None for no cap.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to ``labels.shape``);
-        ``"mean"`` divides by the (weighted) number of counted examples.
+      weights: non-negative weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`); ``"mean"``
+        divides by the (weighted) number of counted examples.
 
     Returns:
       A float32 scalar (float64 for float64 inputs) for ``"mean"`` and ``"sum"``;

@@ -93,7 +93,9 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
       pos_weight: weight of the positive term, non-negative, broadcastable to
         ``logits.shape`` (e.g. ``(C,)`` for multi-label), or None.
       label_smoothing: ``s`` in [0, 1].
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -167,7 +169,9 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
       gamma: focusing parameter ``>= 0``.
       alpha: balance of the positive class in [0, 1], or None.
       from_logits: whether the first argument holds logits.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -250,7 +254,9 @@ def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, lab
       label_smoothing: ``s`` in [0, 1].
       class_weights: ``(C,)`` non-negative weights, or None.
       z_loss: ``z >= 0`` (PaLM's z-loss; logits only).
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per
@@ -349,7 +355,9 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
       class_weights: ``(C,)`` non-negative weights, or None.
       ignore_index: a label value to mask out (e.g. -100 for padding), or None.
       z_loss: ``z >= 0`` (PaLM's z-loss; logits only).
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per
@@ -434,7 +442,9 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
       alpha: None, a non-negative scalar or a ``(C,)`` array.
       axis: the class axis.
       ignore_index: a label value to mask out, or None.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per

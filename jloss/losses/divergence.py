@@ -36,7 +36,9 @@ def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=
       from_logits: whether the first argument holds logits.
       log_targets: whether ``targets`` are log-probabilities.
       axis: the class axis.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the divergence

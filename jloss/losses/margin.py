@@ -42,7 +42,9 @@ def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="me
       scores: ``(...)`` float decision scores (logits).
       labels: ``(...)`` the shape of ``scores``, values in {-1, 0, +1}.
       margin: ``m``, the required margin.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -80,7 +82,9 @@ def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduc
       scores: ``(...)`` float decision scores (logits).
       labels: ``(...)`` the shape of ``scores``, values in {-1, 0, +1}.
       margin: ``m``, the required margin.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -138,7 +142,9 @@ def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axi
       p: 1 (hinge) or 2 (squared hinge).
       class_weights: ``(C,)`` weights, or None.
       axis: the class axis.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the loss per

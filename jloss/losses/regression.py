@@ -84,7 +84,9 @@ def mean_squared_error(predictions, targets, *, weights=None, where=None, reduct
     Args:
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -121,7 +123,9 @@ def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduc
     Args:
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -160,7 +164,9 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
       delta: ``> 0``; where the loss turns from quadratic to linear.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -203,7 +209,9 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
       beta: ``>= 0``; the width of the quadratic part.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -241,7 +249,9 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     Args:
       predictions: ``(...)`` float array.
       targets: ``(...)`` array of the shape of ``predictions``.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -280,7 +290,9 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
       predictions: ``(...)`` float array, the predicted quantile.
       targets: ``(...)`` array of the shape of ``predictions``.
       quantile: ``q`` in (0, 1).
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -326,7 +338,9 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
         that shape with the last axis 1 or dropped (one variance per example).
       eps: ``> 0``; the variance is clamped to at least ``eps``.
       full: add the constant ``0.5 log(2 pi)``.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
@@ -405,7 +419,9 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
       log_input: whether ``predictions`` are log-rates.
       full: add the Stirling term.
       eps: ``> 0``; keeps ``log(x + eps)`` finite at rate 0.
-      weights, where, reduction: see :doc:`/conventions` (broadcastable to the unreduced loss).
+      weights: non-negative weights broadcastable to the unreduced loss, or None.
+      where: boolean mask broadcastable to the unreduced loss, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`).
 
     Returns:
       A float32 scalar for ``"mean"`` and ``"sum"``; for ``"none"`` the elementwise
