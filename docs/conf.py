@@ -27,7 +27,6 @@ extensions = [
 ]
 
 source_suffix = {".md": "myst-nb", ".ipynb": "myst-nb"}
-root_doc = "index"
 exclude_patterns = ["_build", "notebooks/src", "notebooks/.ipynb_checkpoints"]
 
 # Docstrings: Google-style sections (Args, Returns, Raises, Examples, References).
@@ -44,4 +43,3 @@ myst_heading_anchors = 3
 
 html_theme = "alabaster"
 html_title = f"jloss {release}"
-html_static_path = []

@@ -206,7 +206,7 @@ def binary_precision(predictions, targets, *, threshold=0.5, weights=None, where
       >>> import jloss
       >>> scores = jnp.array([2.0, -1.0, 3.0, 1.0, -3.0])  # positive: 2.0, 3.0, 1.0
       >>> targets = jnp.array([1, 1, 0, 1, 1])
-      >>> round(float(jloss.metrics.binary_precision(scores, targets, threshold=0.0)), 4)
+      >>> round(float(jloss.metrics.binary_precision(scores, targets)), 4)
       0.6667
 
     References:
@@ -246,7 +246,7 @@ def binary_recall(predictions, targets, *, threshold=0.5, weights=None, where=No
       >>> import jloss
       >>> scores = jnp.array([2.0, -1.0, 3.0, 1.0, -3.0])  # positive: 2.0, 3.0, 1.0
       >>> targets = jnp.array([1, 1, 0, 1, 1])
-      >>> float(jloss.metrics.binary_recall(scores, targets, threshold=0.0))
+      >>> float(jloss.metrics.binary_recall(scores, targets))
       0.5
 
     References:
@@ -286,7 +286,7 @@ def binary_f1(predictions, targets, *, threshold=0.5, weights=None, where=None):
       >>> import jloss
       >>> scores = jnp.array([2.0, -1.0, 3.0, 1.0, -3.0])  # positive: 2.0, 3.0, 1.0
       >>> targets = jnp.array([1, 1, 0, 1, 1])
-      >>> round(float(jloss.metrics.binary_f1(scores, targets, threshold=0.0)), 4)
+      >>> round(float(jloss.metrics.binary_f1(scores, targets)), 4)
       0.5714
 
     References:

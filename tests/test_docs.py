@@ -74,7 +74,9 @@ def test_docstring_examples_run(name, obj):
 
 def test_every_public_name_has_a_docs_page():
     pages = "\n".join(p.read_text() for p in sorted((DOCS / "api").glob("*.md")))
-    documented = re.findall(r"^\.\. auto(?:function|class):: (jloss(?:\.metrics)?\.\w+)", pages, re.M)
+    # ".. autofunction:: jloss.name" in an {eval-rst} block, or the MyST form "```{autofunction} jloss.name"
+    documented = re.findall(r"^\s*(?:\.\. auto(?:function|class)::|```\{auto(?:function|class)\}) +"
+                            r"(jloss(?:\.metrics)?\.\w+)", pages, re.M)
     assert len(documented) == len(set(documented)), "a name is documented twice"
     missing = [name for name in IDS if name not in documented]
     assert not missing, f"no docs/api page documents {missing}"
