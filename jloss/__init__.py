@@ -7,8 +7,9 @@ Every loss shares one calling convention::
 See the README and the documentation under ``docs/`` for the contract.
 """
 
-from jloss import metrics
+from jloss import analysis, metrics, plot
 from jloss._core.checks import LossInputError, checked
+from jloss.analysis import loss_landscape
 from jloss.heads.linear_cross_entropy import linear_cross_entropy
 from jloss.losses.classification import (
     binary_cross_entropy,
@@ -32,6 +33,7 @@ from jloss.losses.regression import (
     poisson_nll,
     smooth_l1,
 )
+from jloss.plot import plot_history
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
     History,
@@ -43,14 +45,14 @@ from jloss.train import (
     make_train_step,
     optimizer,
     per_example_grads,
-    plot_history,
     replicate,
     restore_checkpoint,
     save_checkpoint,
+    set_learning_rate,
     shard_batch,
     unreplicate,
 )
-from jloss.viz import loss_landscape, lr_finder
+from jloss.train.lr_finder import lr_finder
 
 __version__ = "0.1.0"
 
@@ -59,6 +61,7 @@ __all__ = [
     "LossInputError",
     "Recommendation",
     "TrainState",
+    "analysis",
     "binary_cross_entropy",
     "binary_focal_loss",
     "categorical_cross_entropy",
@@ -87,12 +90,14 @@ __all__ = [
     "optimizer",
     "per_example_grads",
     "pinball",
+    "plot",
     "plot_history",
     "poisson_nll",
     "recommend",
     "replicate",
     "restore_checkpoint",
     "save_checkpoint",
+    "set_learning_rate",
     "shard_batch",
     "smooth_l1",
     "smooth_labels",
