@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from jloss import cli, demo, metrics
+from jloss.demo.calibration import reliability
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -91,7 +92,7 @@ def test_c_gradients(quick):
     np.testing.assert_allclose(n["grad_bce"], np.array([0.01, 0.10, 0.50, 0.90, 0.99]) - 1, atol=1e-6)
     p = np.array([0.01, 0.10, 0.50, 0.90, 0.99])
     np.testing.assert_allclose(n["grad_mse"], 2 * (p - 1) * p * (1 - p), atol=1e-6)
-    assert n["ratio_at_0.01"] == pytest.approx(1 / (2 * 0.01 * 0.99), rel=1e-4)
+    assert n["ratio_at_p001"] == pytest.approx(1 / (2 * 0.01 * 0.99), rel=1e-4)
     assert n["table_matches"] is True
     assert n["data_grad_ratio"] >= 10
     assert n["start_accuracy"] < 0.2  # the start really is confidently wrong
@@ -174,14 +175,14 @@ def test_run_rejects_unknown_names():
 def test_reliability_uses_the_ece_bins():
     labels = np.array([0, 1, 0, 1])
     confident = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # conf 1, accuracy 3/4
-    centers, acc = demo._reliability(confident, labels, bins=4)
+    centers, acc = reliability(confident, labels, bins=4)
     np.testing.assert_allclose(centers, [0.125, 0.375, 0.625, 0.875])
     np.testing.assert_array_equal(np.isnan(acc), [True, True, True, False])
     assert acc[-1] == pytest.approx(0.75)
     assert float(metrics.expected_calibration_error(confident, labels, num_bins=4)) == pytest.approx(0.25)
     # confidence exactly on an edge goes to the bin below it, as in the ECE: (b/M, (b+1)/M]
     on_edge = np.array([[0.5, 0.5]] * 4)  # conf 0.5, argmax 0: accuracy 1/2
-    _, acc = demo._reliability(on_edge, labels, bins=4)
+    _, acc = reliability(on_edge, labels, bins=4)
     assert acc[1] == pytest.approx(0.5) and np.isnan(acc[2])
     assert float(metrics.expected_calibration_error(on_edge, labels, num_bins=4)) == pytest.approx(0.0)
 
