@@ -17,7 +17,6 @@ from jloss.train.loop import History
 __all__ = ["plot_history", "plot_landscape", "plot_loss_curves", "plot_lr_finder"]
 
 
-
 def _axes(ax):
     """``ax``, or the Axes of a new pyplot figure (matplotlib imported here, on the first plot)."""
     if ax is not None:
