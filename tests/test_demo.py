@@ -7,6 +7,7 @@ does not (label smoothing and ECE, CE vs MSE under Adam), the test checks that
 the numbers are computed and that the verdict follows from them.
 """
 
+import ast
 import json
 import os
 import pathlib
@@ -18,6 +19,8 @@ import pytest
 
 from jloss import cli, demo, metrics
 from jloss.demo.calibration import reliability
+from jloss.demo.report import to_json
+from jloss.demo.result import to_plain
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -197,3 +200,62 @@ def test_specificity_is_the_recall_of_flipped_predictions():
 def test_format_table():
     text = demo.format_table(["a", "bb"], [("x", 1), ("yyy", 22)])
     assert text.splitlines() == ["a    bb", "---  --", "x    1", "yyy  22"]
+
+
+def _ce_vs_mse_result(verdicts):
+    from jloss.demo.ce_vs_mse import CeVsMseResult, StepsToAccuracy
+
+    return CeVsMseResult(key="ce-vs-mse", letter="b", statement="s", setup="u",
+                         holds=all(v == "CE faster" for v in verdicts.values()), summary="m", short="k",
+                         headers=["h"], rows=[("r",)],
+                         steps={"SGD / CE": StepsToAccuracy([3, None], 3.0, 0.5)}, verdicts=verdicts,
+                         threshold=0.9, curves={("SGD", "CE"): np.zeros((2, 3))})
+
+
+def test_typed_result_gives_its_numbers_and_json_without_the_figure_data():
+    res = _ce_vs_mse_result({"SGD lr=0.1": "CE faster", "Adam lr=1e-3": "tie (within 10%)"})
+    assert set(res.numbers()) == {"steps", "verdicts"}  # not threshold, not the curves
+    (plain,) = to_json([res])
+    assert plain["numbers"]["steps"] == {"SGD / CE": {"steps": [3, None], "median_steps": 3.0,
+                                                      "final_accuracy": 0.5}}
+    assert plain["claim"] == "b" and plain["holds"] is False
+    assert plain["verdict"] == "PARTLY: SGD: CE faster, Adam: tie (within 10%)"
+    json.dumps(plain)  # plain data only
+    assert _ce_vs_mse_result({"SGD lr=0.1": "CE faster"}).verdict == "HOLDS"
+    # float keys, NumPy values and non-finite numbers become JSON
+    assert to_plain({0.1: np.float32(0.5), "x": np.array([1.0, np.inf])}) == {
+        "0.1": 0.5, "x": [1.0, "inf"]}
+
+
+def _private_jloss_uses(source):
+    """The private jloss names a module's source imports or reaches (``jloss.x._y``, ``metrics._y``)."""
+    tree = ast.parse(source)
+    bound, found = {"jloss"}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jloss"):
+            if node.module.startswith("jloss.demo"):
+                continue
+            names = [a.name for a in node.names]
+            found += [f"{node.module}.{n}" for n in names
+                      if any(p.startswith("_") for p in [*node.module.split("."), n])]
+            bound.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            bound.update(a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("jloss"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            root = node
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                found.append(ast.unparse(node))
+    return found
+
+
+def test_demo_uses_only_public_jloss_names():
+    for path in sorted((ROOT / "jloss" / "demo").glob("*.py")):
+        assert _private_jloss_uses(path.read_text()) == [], path.name
+    # what the check catches: the monolithic demo.py reached into viz and metrics
+    old = "from jloss import metrics, viz\nfrom jloss._core.checks import x\nviz._set_learning_rate(s, 1)\n" \
+          "metrics._calibration_bins(p, y, 10)\n"
+    assert _private_jloss_uses(old) == ["jloss._core.checks.x", "viz._set_learning_rate",
+                                        "metrics._calibration_bins"]
