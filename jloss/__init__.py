@@ -9,8 +9,9 @@ value checks) is the "Conventions" page of the documentation (docs/conventions.m
 each function's docstring gives its formula, shapes, an example and its reference.
 """
 
-from jloss import metrics
+from jloss import analysis, metrics, plot
 from jloss._core.checks import LossInputError, checked
+from jloss.analysis import loss_landscape
 from jloss.heads.linear_cross_entropy import linear_cross_entropy
 from jloss.losses.classification import (
     binary_cross_entropy,
@@ -34,6 +35,7 @@ from jloss.losses.regression import (
     poisson_nll,
     smooth_l1,
 )
+from jloss.plot import plot_history
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
     History,
@@ -45,14 +47,14 @@ from jloss.train import (
     make_train_step,
     optimizer,
     per_example_grads,
-    plot_history,
     replicate,
     restore_checkpoint,
     save_checkpoint,
+    set_learning_rate,
     shard_batch,
     unreplicate,
 )
-from jloss.viz import loss_landscape, lr_finder
+from jloss.train.lr_finder import lr_finder
 
 __version__ = "0.1.0"
 
@@ -61,6 +63,7 @@ __all__ = [
     "LossInputError",
     "Recommendation",
     "TrainState",
+    "analysis",
     "binary_cross_entropy",
     "binary_focal_loss",
     "categorical_cross_entropy",
@@ -89,12 +92,14 @@ __all__ = [
     "optimizer",
     "per_example_grads",
     "pinball",
+    "plot",
     "plot_history",
     "poisson_nll",
     "recommend",
     "replicate",
     "restore_checkpoint",
     "save_checkpoint",
+    "set_learning_rate",
     "shard_batch",
     "smooth_l1",
     "smooth_labels",

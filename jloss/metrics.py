@@ -26,6 +26,7 @@ __all__ = [
     "binary_recall",
     "expected_calibration_error",
     "mae",
+    "reliability_bins",
     "rmse",
     "top_k_accuracy",
 ]
@@ -371,13 +372,54 @@ def rmse(predictions, targets, *, weights=None, where=None):
     return jnp.sqrt(_weighted_mean(jnp.square(predictions - targets), w))
 
 
-def _calibration_bins(probabilities, labels, num_bins, weights=None, where=None):
-    """Confidence, correctness and weighted bin membership for calibration metrics.
+@functools.partial(jax.jit, static_argnames="num_bins")
+def reliability_bins(probabilities, labels, *, num_bins=15, weights=None, where=None):
+    r"""Confidence, correctness and bin membership of each example: the binning of a reliability diagram.
 
-    Returns ``(confidence, correct, in_bin)``: float32 ``(n,)``, ``(n,)`` and
-    ``(n, num_bins)`` over the flattened examples, where ``in_bin[i, b]`` is the
-    weight of example ``i`` if its confidence lies in bin ``b`` = ``(b / M, (b + 1) / M]``
-    (bin 0 also holds confidence 0), else 0. Inputs as :func:`expected_calibration_error`.
+    Bin :math:`b` of :math:`M` holds the confidences in :math:`(b / M, (b + 1) / M]`
+    (bin 0 also holds 0). Summed over the examples, ``in_bin`` gives the
+    (weighted) count :math:`n_b` of each bin, ``in_bin * correct[:, None]`` its
+    correct ones, ``in_bin * confidence[:, None]`` its total confidence:
+
+    .. math::
+
+        \mathrm{acc}_b = \frac{\sum_i \mathrm{in\_bin}_{ib} \, \mathrm{correct}_i}{n_b},
+        \qquad
+        \mathrm{conf}_b = \frac{\sum_i \mathrm{in\_bin}_{ib} \, \mathrm{confidence}_i}{n_b}.
+
+    A reliability diagram plots :math:`\mathrm{acc}_b` against the bin; the
+    :func:`expected_calibration_error` is :math:`\sum_b (n_b / n) |\mathrm{acc}_b - \mathrm{conf}_b|`
+    over these same bins (Guo et al. 2017).
+
+    Args:
+      probabilities: class probabilities ``(..., C)`` with integer ``labels``
+        ``(...)``; or ``P(y = 1)`` of ``labels.shape`` with 0/1 labels (binary),
+        as for :func:`expected_calibration_error`.
+      labels: integer class indices, or 0/1 labels in the binary form.
+      num_bins: number of equal-width bins ``M`` (static).
+      weights, where: per-example weights and boolean mask of ``labels.shape``;
+        a masked example has weight 0 in every bin.
+
+    Returns:
+      ``(confidence, correct, in_bin)``: float32 ``(n,)``, ``(n,)`` and
+      ``(n, num_bins)`` over the ``n`` flattened examples; ``confidence`` is the
+      top probability (binary: ``max(p, 1 - p)``), ``correct`` is 1.0 where the
+      prediction is the label, ``in_bin[i, b]`` is the weight of example ``i``
+      if its confidence lies in bin ``b``, else 0.
+
+    Raises:
+      ValueError: if ``num_bins < 1``, or the shapes of ``probabilities`` and ``labels`` do not fit.
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> probs = jnp.array([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+      >>> confidence, correct, in_bin = jloss.metrics.reliability_bins(probs, jnp.array([0, 0, 0]),
+      ...                                                                num_bins=4)
+      >>> in_bin.sum(0).tolist(), (in_bin * correct[:, None]).sum(0).tolist()
+      ([0.0, 0.0, 2.0, 1.0], [0.0, 0.0, 1.0, 1.0])
+
+    References:
+      C. Guo et al., "On Calibration of Modern Neural Networks", ICML 2017.
     """
     probabilities = jnp.asarray(probabilities, jnp.float32)
     labels = jnp.asarray(labels)
@@ -442,7 +484,8 @@ def expected_calibration_error(probabilities, labels, *, num_bins=15, weights=No
       Naeini, M. P. et al. (2015). Obtaining Well Calibrated Probabilities Using
       Bayesian Binning. AAAI.
     """
-    confidence, correct, in_bin = _calibration_bins(probabilities, labels, num_bins, weights, where)
+    confidence, correct, in_bin = reliability_bins(probabilities, labels, num_bins=num_bins, weights=weights,
+                                                   where=where)
     count = jnp.sum(in_bin, axis=0)
     gap = jnp.abs(jnp.sum(in_bin * (correct - confidence)[:, None], axis=0))  # n_b |acc_b - conf_b|
     return _ratio(jnp.sum(gap), jnp.sum(count))

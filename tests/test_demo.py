@@ -7,6 +7,7 @@ does not (label smoothing and ECE, CE vs MSE under Adam), the test checks that
 the numbers are computed and that the verdict follows from them.
 """
 
+import ast
 import json
 import os
 import pathlib
@@ -17,6 +18,9 @@ import numpy as np
 import pytest
 
 from jloss import cli, demo, metrics
+from jloss.demo.calibration import reliability
+from jloss.demo.report import to_json
+from jloss.demo.result import to_plain
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -91,7 +95,7 @@ def test_c_gradients(quick):
     np.testing.assert_allclose(n["grad_bce"], np.array([0.01, 0.10, 0.50, 0.90, 0.99]) - 1, atol=1e-6)
     p = np.array([0.01, 0.10, 0.50, 0.90, 0.99])
     np.testing.assert_allclose(n["grad_mse"], 2 * (p - 1) * p * (1 - p), atol=1e-6)
-    assert n["ratio_at_0.01"] == pytest.approx(1 / (2 * 0.01 * 0.99), rel=1e-4)
+    assert n["ratio_at_p001"] == pytest.approx(1 / (2 * 0.01 * 0.99), rel=1e-4)
     assert n["table_matches"] is True
     assert n["data_grad_ratio"] >= 10
     assert n["start_accuracy"] < 0.2  # the start really is confidently wrong
@@ -174,14 +178,14 @@ def test_run_rejects_unknown_names():
 def test_reliability_uses_the_ece_bins():
     labels = np.array([0, 1, 0, 1])
     confident = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # conf 1, accuracy 3/4
-    centers, acc = demo._reliability(confident, labels, bins=4)
+    centers, acc = reliability(confident, labels, bins=4)
     np.testing.assert_allclose(centers, [0.125, 0.375, 0.625, 0.875])
     np.testing.assert_array_equal(np.isnan(acc), [True, True, True, False])
     assert acc[-1] == pytest.approx(0.75)
     assert float(metrics.expected_calibration_error(confident, labels, num_bins=4)) == pytest.approx(0.25)
     # confidence exactly on an edge goes to the bin below it, as in the ECE: (b/M, (b+1)/M]
     on_edge = np.array([[0.5, 0.5]] * 4)  # conf 0.5, argmax 0: accuracy 1/2
-    _, acc = demo._reliability(on_edge, labels, bins=4)
+    _, acc = reliability(on_edge, labels, bins=4)
     assert acc[1] == pytest.approx(0.5) and np.isnan(acc[2])
     assert float(metrics.expected_calibration_error(on_edge, labels, num_bins=4)) == pytest.approx(0.0)
 
@@ -196,3 +200,62 @@ def test_specificity_is_the_recall_of_flipped_predictions():
 def test_format_table():
     text = demo.format_table(["a", "bb"], [("x", 1), ("yyy", 22)])
     assert text.splitlines() == ["a    bb", "---  --", "x    1", "yyy  22"]
+
+
+def _ce_vs_mse_result(verdicts):
+    from jloss.demo.ce_vs_mse import CeVsMseResult, StepsToAccuracy
+
+    return CeVsMseResult(key="ce-vs-mse", letter="b", statement="s", setup="u",
+                         holds=all(v == "CE faster" for v in verdicts.values()), summary="m", short="k",
+                         headers=["h"], rows=[("r",)],
+                         steps={"SGD / CE": StepsToAccuracy([3, None], 3.0, 0.5)}, verdicts=verdicts,
+                         threshold=0.9, curves={("SGD", "CE"): np.zeros((2, 3))})
+
+
+def test_typed_result_gives_its_numbers_and_json_without_the_figure_data():
+    res = _ce_vs_mse_result({"SGD lr=0.1": "CE faster", "Adam lr=1e-3": "tie (within 10%)"})
+    assert set(res.numbers()) == {"steps", "verdicts"}  # not threshold, not the curves
+    (plain,) = to_json([res])
+    assert plain["numbers"]["steps"] == {"SGD / CE": {"steps": [3, None], "median_steps": 3.0,
+                                                      "final_accuracy": 0.5}}
+    assert plain["claim"] == "b" and plain["holds"] is False
+    assert plain["verdict"] == "PARTLY: SGD: CE faster, Adam: tie (within 10%)"
+    json.dumps(plain)  # plain data only
+    assert _ce_vs_mse_result({"SGD lr=0.1": "CE faster"}).verdict == "HOLDS"
+    # float keys, NumPy values and non-finite numbers become JSON
+    assert to_plain({0.1: np.float32(0.5), "x": np.array([1.0, np.inf])}) == {
+        "0.1": 0.5, "x": [1.0, "inf"]}
+
+
+def _private_jloss_uses(source):
+    """The private jloss names a module's source imports or reaches (``jloss.x._y``, ``metrics._y``)."""
+    tree = ast.parse(source)
+    bound, found = {"jloss"}, []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("jloss"):
+            if node.module.startswith("jloss.demo"):
+                continue
+            names = [a.name for a in node.names]
+            found += [f"{node.module}.{n}" for n in names
+                      if any(p.startswith("_") for p in [*node.module.split("."), n])]
+            bound.update(a.asname or a.name for a in node.names)
+        elif isinstance(node, ast.Import):
+            bound.update(a.asname or a.name.split(".")[0] for a in node.names if a.name.startswith("jloss"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__"):
+            root = node
+            while isinstance(root, ast.Attribute):
+                root = root.value
+            if isinstance(root, ast.Name) and root.id in bound:
+                found.append(ast.unparse(node))
+    return found
+
+
+def test_demo_uses_only_public_jloss_names():
+    for path in sorted((ROOT / "jloss" / "demo").glob("*.py")):
+        assert _private_jloss_uses(path.read_text()) == [], path.name
+    # what the check catches: the monolithic demo.py reached into viz and metrics
+    old = "from jloss import metrics, viz\nfrom jloss._core.checks import x\nviz._set_learning_rate(s, 1)\n" \
+          "metrics._calibration_bins(p, y, 10)\n"
+    assert _private_jloss_uses(old) == ["jloss._core.checks.x", "viz._set_learning_rate",
+                                        "metrics._calibration_bins"]

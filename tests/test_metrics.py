@@ -210,3 +210,24 @@ def test_bad_inputs_raise_clear_errors():
 
 def test_module_is_exported():
     assert jloss.metrics is metrics
+
+
+@pytest.mark.parametrize("opts", OPTIONS)
+def test_reliability_bins_count_each_bin_as_the_ece_does(opts):
+    probs = np.asarray(jax.nn.softmax(LOGITS * 2, axis=-1), np.float64)
+    w = _w(opts.get("weights"), opts.get("where"), (N,))
+    conf, correct, in_bin = (np.asarray(a, np.float64) for a in
+                             metrics.reliability_bins(probs.astype(np.float32), LABELS, num_bins=10, **opts))
+    np.testing.assert_allclose(correct, probs.argmax(-1) == LABELS)
+    edges = np.linspace(0.0, 1.0, 11)
+    top = probs.max(-1)
+    for b in range(10):  # bin b holds (b/M, (b+1)/M]
+        members = (top > edges[b]) & (top <= edges[b + 1])
+        np.testing.assert_allclose(in_bin[:, b], w * members, rtol=1e-6)
+    np.testing.assert_allclose(conf[w > 0], top[w > 0], rtol=1e-6)
+    # the ECE from the bins: sum_b |sum_i in_bin (correct - confidence)| / sum w
+    ece = np.sum(np.abs(in_bin.T @ (correct - conf))) / np.sum(w)
+    got = metrics.expected_calibration_error(probs.astype(np.float32), LABELS, num_bins=10, **opts)
+    np.testing.assert_allclose(got, ece, rtol=1e-5, atol=1e-7)
+    with pytest.raises(ValueError, match="num_bins"):
+        metrics.reliability_bins(probs, LABELS, num_bins=0)

@@ -19,7 +19,7 @@ import numpy as np
 
 from jloss.train import parallel as par
 
-__all__ = ["History", "fit", "plot_history"]
+__all__ = ["History", "fit"]
 
 
 @dataclasses.dataclass
@@ -347,69 +347,3 @@ def fit(state, train_step, train_data, *, epochs=1, batch_size=None, key=None, e
     if best_state is not None and history.best_epoch != history.epochs[-1]["epoch"]:
         state, history.restored_best = best_state, True
     return state, history
-
-
-# ------------------------------------------------------------------- plot
-
-
-def plot_history(history, ax=None, metric="loss"):
-    """Plot ``metric`` per step, its epoch mean and its ``val_`` counterpart against the step.
-
-    Needs matplotlib (the ``plot`` extra), imported on first use. Draws on
-    ``ax`` (default: a new figure's axes) and returns it. The best epoch by
-    ``history.monitor`` is marked with a dotted vertical line.
-
-    Args:
-      history: a :class:`History` from :func:`fit`.
-      ax: a matplotlib ``Axes``, or None for a new figure.
-      metric: the metric to plot (``"loss"``, ``"accuracy"``, ...).
-
-    Returns:
-      The matplotlib ``Axes`` drawn on.
-
-    Raises:
-      ImportError: matplotlib is not installed (``pip install "jloss[plot]"``).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> import jloss
-      >>> def loss_fn(params, batch):
-      ...     return jloss.mse(batch["x"] @ params["w"], batch["y"])
-      >>> batch = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0]]), "y": jnp.array([1.0, 2.0])}
-      >>> data = {"x": jnp.array([[1.0, 1.0], [1.0, 2.0], [2.0, 1.0], [0.0, 1.0]]),
-      ...         "y": jnp.array([1.0, 2.0, 1.0, 1.0])}
-      >>> state = jloss.TrainState.create(params={"w": jnp.zeros(2)}, tx=jloss.optimizer("sgd", 0.1))
-      >>> state, history = jloss.fit(state, jloss.make_train_step(loss_fn), data, epochs=3,
-      ...                            batch_size=2, progress=False)
-      >>> import matplotlib
-      >>> matplotlib.use("Agg")
-      >>> jloss.plot_history(history).get_xlabel()
-      'step'
-
-    References:
-      Keras ``History`` plots; matplotlib ``Axes.plot``.
-    """
-    if ax is None:
-        try:
-            import matplotlib.pyplot as plt
-        except ImportError as e:
-            raise ImportError("plot_history needs matplotlib: pip install 'jloss[plot]'") from e
-        _, ax = plt.subplots(figsize=(6, 4))
-    steps = [r for r in history.steps if metric in r]
-    if steps:
-        ax.plot([r["step"] for r in steps], [r[metric] for r in steps], lw=0.8, alpha=0.4,
-                label=f"{metric} (step)")
-    for key, style in ((metric, "o-"), (f"val_{metric}", "s-")):
-        epochs = [r for r in history.epochs if key in r]
-        if epochs:
-            label = f"{key} (epoch mean)" if key == metric else key
-            ax.plot([r["step"] for r in epochs], [r[key] for r in epochs], style, ms=4, label=label)
-    if history.best_epoch is not None:
-        best = next(r for r in history.epochs if r["epoch"] == history.best_epoch)
-        ax.axvline(best["step"], color="gray", ls=":", lw=1,
-                   label=f"best {history.monitor} (epoch {history.best_epoch + 1})")
-    ax.set_xlabel("step")
-    ax.set_ylabel(metric)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend()
-    return ax

@@ -14,7 +14,7 @@ import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from jloss.train import parallel as par
-from jloss.train.optim import learning_rate
+from jloss.train.lr_state import learning_rate
 
 # Up to this many gradient entries the norm is taken over one concatenated
 # vector: one reduction kernel instead of one per leaf, which is most of the
