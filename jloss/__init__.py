@@ -36,6 +36,7 @@ from jloss.recommend import Recommendation, recommend
 from jloss.train import (
     History,
     TrainState,
+    TrainStep,
     data_mesh,
     fit,
     learning_rate,
@@ -59,6 +60,7 @@ __all__ = [
     "LossInputError",
     "Recommendation",
     "TrainState",
+    "TrainStep",
     "binary_cross_entropy",
     "binary_focal_loss",
     "categorical_cross_entropy",
