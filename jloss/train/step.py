@@ -333,13 +333,15 @@ def make_train_step(loss_fn, *, has_aux=False, parallel=None, mesh=None, axis_na
             if clipped_grads is not None:
                 raise ValueError("DP-SGD (dp_clip_norm) does not support a state with model_state or rng")
 
-            def stateful_loss(params):
-                loss, new_model_state, aux = _stateful_out(
-                    loss_fn(params, batch, state.model_state, key), has_aux)
+            def stateful_loss(params, model_state):
+                # Rebuilt inside the differentiated function: containers that check
+                # where they are mutated (NNX variables) then belong to this trace.
+                model_state = jax.tree.map(lambda x: x, model_state)
+                loss, new_model_state, aux = _stateful_out(loss_fn(params, batch, model_state, key), has_aux)
                 return loss, (new_model_state, aux)
 
             (loss, (new_model_state, aux)), grads = jax.value_and_grad(stateful_loss, has_aux=True)(
-                state.params)
+                state.params, state.model_state)
             _check_model_state(new_model_state, state.model_state)
             return loss, aux, new_model_state, grads
         if clipped_grads is not None:
