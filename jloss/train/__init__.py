@@ -7,6 +7,6 @@ from jloss.train.parallel import data_mesh, replicate, shard_batch, unreplicate
 from jloss.train.state import TrainState
 from jloss.train.step import TrainStep, make_train_step, per_example_grads
 
-__all__ = ["History", "TrainState", "TrainStep", "checkpoint_steps", "data_mesh", "fit", "learning_rate", "make_schedule",
-           "make_train_step", "optimizer", "per_example_grads", "plot_history", "replicate",
+__all__ = ["History", "TrainState", "TrainStep", "checkpoint_steps", "data_mesh", "fit", "learning_rate",
+           "make_schedule", "make_train_step", "optimizer", "per_example_grads", "plot_history", "replicate",
            "restore_checkpoint", "save_checkpoint", "shard_batch", "unreplicate"]
