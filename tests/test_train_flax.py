@@ -126,9 +126,9 @@ class NNXNet(nnx.Module):
 NNX_GRAPH, NNX_PARAMS, NNX_REST = nnx.split(NNXNet(nnx.Rngs(0)), nnx.Param, ...)
 
 
-def nnx_loss(params, batch, rest, rng):
+def nnx_loss(params, batch, rest, rng, copy=True):
     x, y = batch
-    model = nnx.merge(NNX_GRAPH, params, rest, copy=True)  # fresh variables in this trace
+    model = nnx.merge(NNX_GRAPH, params, rest, copy=copy)  # copy: variables of this trace, mutable here
     logits = model(x, rngs=rng)  # the step's key drives dropout
     loss = jloss.sparse_categorical_cross_entropy(logits, y)
     return loss, (nnx.split(model, nnx.Param, ...)[2], {"accuracy": jloss.metrics.accuracy(logits, y)})
@@ -227,3 +227,7 @@ def test_stateful_state_round_trips_a_checkpoint(tmp_path):
     restored = jloss.restore_checkpoint(tmp_path, fresh_state("nnx"))
     assert_close(restored, saved, atol=0)
     assert int(restored.step) == 1
+    # the step hands loss_fn a model state of its own trace: nnx.merge works without copy=True too
+    uncopied, _ = jloss.make_train_step(functools.partial(nnx_loss, copy=False), has_aux=True)(
+        fresh_state("nnx"), DATA[0])
+    assert_close(uncopied, saved, atol=1e-6)

@@ -47,8 +47,18 @@ class TrainState:
           model_state: non-trained model state (any pytree), or None.
           rng: a PRNG key, or an int seed (``jax.random.key(seed)``), or None.
 
+        Returns:
+          A :class:`TrainState` at step 0.
+
         Raises:
           TypeError: ``rng`` is neither None, an int nor a PRNG key.
+
+        Examples:
+          >>> import jax.numpy as jnp, jloss
+          >>> tx = jloss.optimizer("sgd", 0.1)
+          >>> state = jloss.TrainState.create(params={"w": jnp.zeros(2)}, tx=tx, rng=0)
+          >>> int(state.step), state.model_state, state.stateful
+          (0, None, True)
         """
         if isinstance(rng, (int, np.integer)) and not isinstance(rng, (bool, np.bool_)):
             rng = jax.random.key(int(rng))
