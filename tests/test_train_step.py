@@ -353,6 +353,23 @@ def test_pmap_and_mesh_take_the_global_weighted_mean_with_masks():
         assert_trees_close(out.params, ref.params, atol=1e-6)
 
 
+def test_a_jitted_loss_traced_in_another_pmap_first_still_takes_the_global_mean():
+    """The global mean is part of jit's cache key: no trace of the per-device mean is reused."""
+    ce = jax.jit(functools.partial(jloss.sparse_categorical_cross_entropy, ignore_index=-100))
+
+    def loss(params, batch):
+        x, y, w, m = batch
+        return ce(forward(params, x), y, weights=w, where=m)
+
+    batch = masked_batch()
+    shards = jloss.shard_batch(batch)
+    per_device = jax.pmap(loss, axis_name="data")(jloss.replicate(PARAMS), shards)  # traced without it
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 1.0))
+    _, m = run(jloss.make_train_step(loss, parallel="pmap"), state, [batch], "pmap")
+    np.testing.assert_allclose(float(m[0]["loss"]), float(loss(PARAMS, batch)), rtol=1e-6)
+    assert abs(float(np.mean(per_device)) - float(m[0]["loss"])) > 0.05
+
+
 def test_pmap_with_everything_masked_is_exactly_zero():
     state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 1.0))
     out, m = run(masked_step("pmap"), state, [masked_batch(all_masked=True)], "pmap")

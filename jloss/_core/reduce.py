@@ -24,7 +24,6 @@ exactly ``sum over all devices / count over all devices`` and its gradient.
 """
 
 import contextlib
-import contextvars
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +31,9 @@ import jax.numpy as jnp
 REDUCTIONS = ("mean", "sum", "none")
 
 # The pmap axis whose devices share one "mean" while a train step traces loss_fn.
-_MEAN_AXIS = contextvars.ContextVar("jloss_mean_axis", default=None)
+# A jax.jit cache-sensitive context: a jitted loss traced inside and outside it is
+# traced separately, so no cached trace carries the wrong denominator.
+_MEAN_AXIS = jax.make_user_context(default_value=None)
 
 
 @contextlib.contextmanager
@@ -44,11 +45,8 @@ def global_mean_over(axis_name):
     ``pmean`` of the loss over devices is the weighted mean over all devices'
     examples (exactly 0 with a zero gradient when no device counts any).
     """
-    token = _MEAN_AXIS.set(axis_name)
-    try:
+    with _MEAN_AXIS(axis_name):
         yield
-    finally:
-        _MEAN_AXIS.reset(token)
 
 
 def combine_masks(*masks):
@@ -120,7 +118,7 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
     if mask is not None:
         count = jnp.where(mask, count, 0)
     count = jnp.sum(count)
-    axis = _MEAN_AXIS.get()
+    axis = _MEAN_AXIS.value
     if axis is not None:
         count = jax.lax.pmean(count, axis)
     empty = count == 0
