@@ -40,6 +40,7 @@ from jloss.recommend import Recommendation, recommend
 from jloss.train import (
     History,
     TrainState,
+    TrainStep,
     data_mesh,
     fit,
     learning_rate,
@@ -63,6 +64,7 @@ __all__ = [
     "LossInputError",
     "Recommendation",
     "TrainState",
+    "TrainStep",
     "analysis",
     "binary_cross_entropy",
     "binary_focal_loss",

@@ -13,6 +13,7 @@ import optax
 import pytest
 
 import jloss
+from jloss.train.step import parallel_mode
 
 N_DEV = 4
 
@@ -276,3 +277,184 @@ def test_grad_norm_on_both_paths(monkeypatch):
     monkeypatch.setattr(step_module, "_CONCAT_NORM_MAX_SIZE", 0)
     assert float(step_module._global_norm(tree)) == pytest.approx(expected, rel=1e-6)  # per-leaf sums
     assert float(step_module._global_norm({})) == 0.0
+
+
+def test_per_example_grads_is_jitted():
+    f = jloss.per_example_grads(loss_fn)
+    x, y = batches(1, batch=4)[0]
+    assert f.lower(PARAMS, (x, y)).compile() is not None  # a jax.jit function, not an eager vmap
+
+
+def test_dp_options_accept_numpy_numbers():
+    step = jloss.make_train_step(loss_fn, dp_clip_norm=np.float32(2.0), dp_noise_multiplier=np.int64(2),
+                                 dp_key=jax.random.key(1))
+    assert step.parallel is None
+    jloss.make_train_step(loss_fn, dp_clip_norm=np.int32(1))  # no noise, no key
+
+
+@pytest.mark.parametrize("options, error, match", [
+    (dict(dp_clip_norm=1.0, dp_noise_multiplier=float("nan")), ValueError,
+     "dp_noise_multiplier must be >= 0 and finite, got nan"),
+    (dict(dp_clip_norm=1.0, dp_noise_multiplier=np.float32(-1)), ValueError,
+     "dp_noise_multiplier must be >= 0 and finite, got -1.0"),
+    (dict(dp_clip_norm=float("inf")), ValueError, "dp_clip_norm must be > 0 and finite, got inf"),
+    (dict(dp_clip_norm=np.float64(0)), ValueError, "dp_clip_norm must be > 0 and finite, got 0.0"),
+    (dict(dp_clip_norm="1"), TypeError, "dp_clip_norm must be a real number"),
+    (dict(dp_clip_norm=True), TypeError, "dp_clip_norm must be a real number"),
+    (dict(dp_noise_multiplier=float("nan")), ValueError, "dp_noise_multiplier must be >= 0 and finite"),
+    (dict(dp_noise_multiplier=np.float32(1)), ValueError, "dp_noise_multiplier needs dp_clip_norm"),
+    (dict(dp_key=jax.random.key(0)), ValueError, "dp_key needs dp_clip_norm and dp_noise_multiplier > 0"),
+    (dict(dp_clip_norm=1.0, dp_key=jax.random.key(0)), ValueError, "dp_key is only used for noise"),
+])
+def test_dp_option_errors(options, error, match):
+    with pytest.raises(error, match=match):
+        jloss.make_train_step(loss_fn, **options)
+
+
+# --------------------------------------------------------------------------- masks under pmap
+
+
+def masked_loss(params, batch):
+    """Two jloss means whose masks and weights make the 4 devices count different numbers of examples."""
+    x, y, w, m = batch
+    logits = forward(params, x)
+    ce = jloss.sparse_categorical_cross_entropy(logits, y, ignore_index=-100, weights=w, where=m)
+    return ce + 0.5 * jloss.mean_squared_error(logits[:, 0], x[:, 0], where=m)
+
+
+def masked_batch(all_masked=False):
+    x, y = batches(1, batch=16, seed=3)[0]
+    y, m = y.copy(), np.ones(16, bool)
+    y[:3] = -100  # device 0 counts 1 of its 4 examples in the first loss
+    m[4:6] = False  # device 1 counts 2 in both
+    if all_masked:
+        y[:], m[:] = -100, False
+    w = np.random.default_rng(4).uniform(0.5, 2.0, 16).astype(np.float32)
+    return x, y, w, m
+
+
+@functools.cache
+def masked_step(parallel):
+    return jloss.make_train_step(masked_loss, parallel=parallel)
+
+
+def test_pmap_and_mesh_take_the_global_weighted_mean_with_masks():
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 1.0))
+    batch = masked_batch()
+    ref, ref_m = run(masked_step(None), state, [batch])
+    expected = jax.tree.map(lambda p, g: p - g, PARAMS, jax.grad(masked_loss)(PARAMS, batch))
+    assert_trees_close(ref.params, expected, atol=1e-6)
+    shards = [tuple(v[4 * d:4 * d + 4] for v in batch) for d in range(N_DEV)]
+    mean_of_means = np.mean([float(masked_loss(PARAMS, s)) for s in shards])
+    assert abs(mean_of_means - float(ref_m[0]["loss"])) > 0.05  # what pmap gave before
+    for parallel in ("pmap", "mesh"):
+        out, m = run(masked_step(parallel), state, [batch], parallel)
+        np.testing.assert_allclose(float(m[0]["loss"]), float(ref_m[0]["loss"]), rtol=1e-6)
+        assert_trees_close(out.params, ref.params, atol=1e-6)
+
+
+def test_a_jitted_loss_traced_in_another_pmap_first_still_takes_the_global_mean():
+    """The global mean is part of jit's cache key: no trace of the per-device mean is reused."""
+    ce = jax.jit(functools.partial(jloss.sparse_categorical_cross_entropy, ignore_index=-100))
+
+    def loss(params, batch):
+        x, y, w, m = batch
+        return ce(forward(params, x), y, weights=w, where=m)
+
+    batch = masked_batch()
+    shards = jloss.shard_batch(batch)
+    per_device = jax.pmap(loss, axis_name="data")(jloss.replicate(PARAMS), shards)  # traced without it
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 1.0))
+    _, m = run(jloss.make_train_step(loss, parallel="pmap"), state, [batch], "pmap")
+    np.testing.assert_allclose(float(m[0]["loss"]), float(loss(PARAMS, batch)), rtol=1e-6)
+    assert abs(float(np.mean(per_device)) - float(m[0]["loss"])) > 0.05
+
+
+def test_pmap_with_everything_masked_is_exactly_zero():
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 1.0))
+    out, m = run(masked_step("pmap"), state, [masked_batch(all_masked=True)], "pmap")
+    assert float(m[0]["loss"]) == 0.0 and float(m[0]["grad_norm"]) == 0.0
+    assert_trees_close(out.params, PARAMS, atol=0)
+
+
+# --------------------------------------------------------------------------- the step's type and fit
+
+
+def test_the_parallel_mode_survives_wrappers():
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 0.1))
+    for parallel in (None, "pmap", "mesh"):
+        step = jloss.make_train_step(loss_fn, parallel=parallel)
+        assert isinstance(step, jloss.TrainStep) and step.parallel == parallel
+        assert parallel_mode(functools.wraps(step)(lambda s, b, step=step: step(s, b)), state) == parallel
+        assert parallel_mode(jax.jit(step), state) == parallel
+    # any other callable: a replicated state means pmap
+    assert parallel_mode(lambda s, b: (s, {}), jloss.replicate(state)) == "pmap"
+    assert parallel_mode(lambda s, b: (s, {}), state) is None
+
+
+def test_fit_shards_batches_for_wrapped_steps():
+    data = batches(1, batch=32)[0]
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 0.1))
+    options = dict(epochs=1, batch_size=16, key=0, progress=False)
+    ref, _ = jloss.fit(state, jloss.make_train_step(loss_fn), data, **options)
+    pstep = jloss.make_train_step(loss_fn, parallel="pmap")
+    out, history = jloss.fit(jloss.replicate(state), lambda s, b: pstep(s, b), data, **options)
+    assert_trees_close(jloss.unreplicate(out.params), ref.params, atol=1e-5)
+    assert len(history.steps) == 2
+    out, _ = jloss.fit(state, jax.jit(jloss.make_train_step(loss_fn, parallel="mesh")), data, **options)
+    assert_trees_close(out.params, ref.params, atol=1e-5)
+
+
+def test_pmap_step_needs_a_replicated_state_and_the_others_an_unreplicated_one():
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 0.1))
+    batch = batches(1)[0]
+    with pytest.raises(ValueError, match=r"replicated over the 4 local devices.*jloss\.replicate\(state\)"):
+        jloss.make_train_step(loss_fn, parallel="pmap")(state, jloss.shard_batch(batch))
+    for parallel in (None, "mesh"):
+        with pytest.raises(ValueError, match=r"needs an unreplicated state.*use jloss.unreplicate\(state\)"):
+            jloss.make_train_step(loss_fn, parallel=parallel)(jloss.replicate(state), batch)
+
+
+# --------------------------------------------------------------------------- model state and rng
+
+
+def counting_loss(params, batch, model_state, rng):
+    """A model state with a counter, a float statistic of the batch and the step's key."""
+    new = {"count": model_state["count"] + 1, "mean": jnp.mean(batch[0]), "key": rng}
+    return loss_fn(params, batch), new
+
+
+def test_pmap_averages_float_model_state_and_takes_the_rest_from_device_0():
+    model_state = {"count": jnp.int32(5), "mean": jnp.float32(0), "key": jax.random.key(0)}
+    state = jloss.TrainState.create(params=PARAMS, tx=jloss.optimizer("sgd", 0.1), model_state=model_state,
+                                    rng=3)
+    batch = batches(1)[0]
+    step = jloss.make_train_step(counting_loss, parallel="pmap")
+    out = jax.block_until_ready(step(jloss.replicate(state), jloss.shard_batch(batch))[0])
+    rng, key = jax.random.split(jax.random.key(3))
+    np.testing.assert_array_equal(out.model_state["count"], [6] * N_DEV)
+    np.testing.assert_allclose(out.model_state["mean"], [batch[0].mean()] * N_DEV, rtol=1e-6)
+    device_0 = jax.random.key_data(jax.random.fold_in(key, 0))
+    np.testing.assert_array_equal(jax.random.key_data(out.model_state["key"]), np.stack([device_0] * N_DEV))
+    np.testing.assert_array_equal(jax.random.key_data(out.rng), np.stack([jax.random.key_data(rng)] * N_DEV))
+
+
+def test_stateful_step_errors():
+    batch = batches(1)[0]
+    tx = jloss.optimizer("sgd", 0.1)
+    state = jloss.TrainState.create(params=PARAMS, tx=tx, model_state={"n": jnp.zeros((), jnp.int32)})
+    with pytest.raises(TypeError, match=r"loss_fn\(params, batch, model_state, rng\), which must return "
+                                        r"\(loss, new_model_state\); got"):
+        jloss.make_train_step(lambda p, b, ms, rng: loss_fn(p, b))(state, batch)
+    with pytest.raises(TypeError, match=r"must return \(loss, \(new_model_state, aux\)\)"):
+        jloss.make_train_step(lambda p, b, ms, rng: (loss_fn(p, b), ms), has_aux=True)(state, batch)
+    with pytest.raises(ValueError, match=r"new model state unlike state\.model_state"):
+        jloss.make_train_step(lambda p, b, ms, rng: (loss_fn(p, b), {"n": 1.0}))(state, batch)
+    with pytest.raises(ValueError, match=r"DP-SGD .* does not support a state with model_state or rng"):
+        jloss.make_train_step(counting_loss, dp_clip_norm=1.0)(state, batch)
+    with pytest.raises(TypeError, match="rng must be None, an int seed or a PRNG key"):
+        jloss.TrainState.create(params=PARAMS, tx=tx, rng=1.5)
+    # without an rng, loss_fn gets None
+    new, _ = jloss.make_train_step(lambda p, b, ms, rng: (loss_fn(p, b), {"n": ms["n"] + (rng is None)}))(
+        state, batch)
+    assert int(new.model_state["n"]) == 1 and new.rng is None

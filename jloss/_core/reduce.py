@@ -13,12 +13,40 @@ Every loss produces an unreduced loss ``l`` and hands it here with its mask
 Masked positions must never leak NaN, so a loss first replaces its inputs
 there with harmless values (:func:`fill_masked`), then the result is selected
 again here: the "double where" pattern.
+
+Under ``jax.pmap`` each device sees a shard of the batch, and the mean of
+per-device means is not the batch mean when devices count different numbers
+of examples (masks, weights). A train step that traces ``loss_fn`` inside
+:func:`global_mean_over` makes every ``"mean"`` divide its local weighted sum
+by the mean over devices of the local denominators; averaging the result
+across devices (the step's ``pmean`` of loss and gradients) then gives
+exactly ``sum over all devices / count over all devices`` and its gradient.
 """
+
+import contextlib
 
 import jax
 import jax.numpy as jnp
 
 REDUCTIONS = ("mean", "sum", "none")
+
+# The pmap axis whose devices share one "mean" while a train step traces loss_fn.
+# A jax.jit cache-sensitive context: a jitted loss traced inside and outside it is
+# traced separately, so no cached trace carries the wrong denominator.
+_MEAN_AXIS = jax.make_user_context(default_value=None)
+
+
+@contextlib.contextmanager
+def global_mean_over(axis_name):
+    """Within this context (at trace time, inside ``pmap`` over ``axis_name``), ``"mean"`` is global.
+
+    Every ``reduce_loss(..., "mean")`` traced here divides the device's
+    weighted sum by ``pmean(local denominator, axis_name)``, so that the
+    ``pmean`` of the loss over devices is the weighted mean over all devices'
+    examples (exactly 0 with a zero gradient when no device counts any).
+    """
+    with _MEAN_AXIS(axis_name):
+        yield
 
 
 def combine_masks(*masks):
@@ -90,5 +118,8 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
     if mask is not None:
         count = jnp.where(mask, count, 0)
     count = jnp.sum(count)
+    axis = _MEAN_AXIS.value
+    if axis is not None:
+        count = jax.lax.pmean(count, axis)
     empty = count == 0
     return jnp.where(empty, jnp.zeros((), loss.dtype), total / jnp.where(empty, 1, count))

@@ -18,6 +18,7 @@ import jax
 import numpy as np
 
 from jloss.train import parallel as par
+from jloss.train.step import parallel_mode
 
 __all__ = ["History", "fit"]
 
@@ -285,7 +286,7 @@ def fit(state, train_step, train_data, *, epochs=1, batch_size=None, key=None, e
     except TypeError:
         steps_per_epoch = None
 
-    pmap = getattr(train_step, "parallel", None) == "pmap"
+    pmap = parallel_mode(train_step, state) == "pmap"
     if eval_fn is not None and eval_data is not None:
         eval_fn = jax.jit(eval_fn)
     history = History(monitor=monitor, mode=mode)

@@ -137,3 +137,8 @@ def data_mesh(devices=None, axis_name="data"):
     """
     devices = jax.devices() if devices is None else list(devices)
     return Mesh(np.array(devices), (axis_name,))
+
+
+def is_replicated(state):
+    """Whether ``state`` (a :class:`jloss.TrainState`) has a leading device axis, as ``replicate`` gives."""
+    return jnp.ndim(state.step) == 1
