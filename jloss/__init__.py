@@ -34,6 +34,7 @@ from jloss.losses.regression import (
 )
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
+    EarlyStopping,
     History,
     TrainState,
     data_mesh,
@@ -55,6 +56,7 @@ from jloss.viz import loss_landscape, lr_finder
 __version__ = "0.1.0"
 
 __all__ = [
+    "EarlyStopping",
     "History",
     "LossInputError",
     "Recommendation",
