@@ -60,10 +60,8 @@ class EarlyStopping:
         if not isinstance(monitor, str):
             raise TypeError(f"monitor must be the name of an epoch metric (a str), got {monitor!r}")
         self.patience = None if patience is None else checks.check_int("patience", patience, low=0)
-        if isinstance(min_delta, bool) or not isinstance(min_delta, int | float | np.number) \
-                or not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"min_delta must be a finite number >= 0, got {min_delta!r}")
-        self.monitor, self.mode, self.min_delta = monitor, mode, float(min_delta)
+        self.min_delta = checks.check_number("min_delta", min_delta, low=0)
+        self.monitor, self.mode = monitor, mode
         self.restore_best = bool(restore_best)
         self.best_epoch = self.best_value = self.best_state = None
         self.wait = 0
