@@ -149,7 +149,9 @@ def check_int(name, value, *, low):
 
 def check_number(name, value, *, low=None, low_open=False):
     """``value`` must be a finite real number (Python, NumPy or a 0-d array; not a bool), ``>= low``
-    (``> low`` with ``low_open``); returns it as a float."""
+    (``> low`` with ``low_open``); returns it as a float. A traced value passes unchanged."""
+    if isinstance(value, jax.core.Tracer):
+        return value
     ok = not isinstance(value, (bool, np.bool_)) and np.ndim(value) == 0
     try:
         number = float(value) if ok else math.nan
