@@ -34,9 +34,12 @@ _STEP_ONLY = ("grad_norm", "learning_rate")
 
 @dataclasses.dataclass(repr=False)
 class History:
-    """What :func:`fit` recorded. Epochs are numbered from 1 everywhere (records,
-    ``best_epoch``, the progress bar, messages, :func:`plot_history`); steps are
-    the state's step count after each step.
+    """What :func:`fit` recorded.
+
+    Epochs are numbered from 1 everywhere (records, ``best_epoch``, the progress
+    bar, messages, :func:`plot_history`); steps are the state's step count
+    after each step. ``repr(history)`` is one short line; ``history.history`` is
+    Keras's dict of per-epoch lists.
 
     Attributes:
       steps: one dict per train step: ``step`` (the state's step count after
