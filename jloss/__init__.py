@@ -38,6 +38,7 @@ from jloss.losses.regression import (
 from jloss.plot import plot_history
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
+    EarlyStopping,
     History,
     TrainState,
     TrainStep,
@@ -60,6 +61,7 @@ from jloss.train.lr_finder import lr_finder
 __version__ = "0.1.0"
 
 __all__ = [
+    "EarlyStopping",
     "History",
     "LossInputError",
     "Recommendation",

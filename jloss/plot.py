@@ -221,7 +221,7 @@ def plot_history(history, ax=None, metric="loss"):
     if history.best_epoch is not None:
         best = next(r for r in history.epochs if r["epoch"] == history.best_epoch)
         ax.axvline(best["step"], color="gray", ls=":", lw=1,
-                   label=f"best {history.monitor} (epoch {history.best_epoch + 1})")
+                   label=f"best {history.monitor} (epoch {history.best_epoch})")
     ax.set_xlabel("step")
     ax.set_ylabel(metric)
     if ax.get_legend_handles_labels()[0]:

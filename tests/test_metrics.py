@@ -16,6 +16,7 @@ WEIGHTS = RNG.uniform(0.1, 2.0, size=N).astype(np.float32)
 MASK = RNG.uniform(size=N) > 0.3
 SCORES = RNG.uniform(size=N).astype(np.float32)
 BINARY = (RNG.uniform(size=N) < np.clip(SCORES + 0.2 * RNG.normal(size=N), 0, 1)).astype(np.int32)
+SCORE_LOGITS = np.log(SCORES.astype(np.float64) / (1 - SCORES)).astype(np.float32)
 PRED = RNG.normal(size=(N, 3)).astype(np.float32)
 TARGET = RNG.normal(size=(N, 3)).astype(np.float32)
 
@@ -95,11 +96,13 @@ def test_top_1_is_accuracy_and_top_c_is_one():
 @pytest.mark.parametrize("threshold", [0.3, 0.8])
 def test_binary_precision_recall_f1(opts, threshold):
     w = _w(opts.get("weights"), opts.get("where"), (N,))
-    p, r, f = ref_binary(SCORES, BINARY, threshold, w)
-    kw = dict(threshold=threshold, **opts)
-    np.testing.assert_allclose(metrics.binary_precision(SCORES, BINARY, **kw), p, rtol=1e-6)
-    np.testing.assert_allclose(metrics.binary_recall(SCORES, BINARY, **kw), r, rtol=1e-6)
-    np.testing.assert_allclose(metrics.binary_f1(SCORES, BINARY, **kw), f, rtol=1e-6)
+    expected = ref_binary(SCORES, BINARY, threshold, w)
+    fns = (metrics.binary_precision, metrics.binary_recall, metrics.binary_f1)
+    for fn, value in zip(fns, expected, strict=True):
+        # probabilities, and their logits (the default): the same decisions
+        np.testing.assert_allclose(fn(SCORES, BINARY, from_logits=False, threshold=threshold, **opts), value,
+                                   rtol=1e-6)
+        np.testing.assert_allclose(fn(SCORE_LOGITS, BINARY, threshold=threshold, **opts), value, rtol=1e-6)
 
 
 def test_binary_metrics_accept_booleans():
@@ -112,7 +115,7 @@ def test_binary_metrics_accept_booleans():
 
 def test_binary_metrics_zero_division_is_zero():
     targets = np.array([0, 0, 1])
-    none_predicted = np.array([0.1, 0.2, 0.3])
+    none_predicted = np.array([-0.1, -2.0, -0.3])  # logits: all negative
     assert float(metrics.binary_precision(none_predicted, targets)) == 0.0
     assert float(metrics.binary_recall(none_predicted, np.zeros(3))) == 0.0
     assert float(metrics.binary_f1(none_predicted, np.zeros(3))) == 0.0
@@ -147,29 +150,35 @@ def test_expected_calibration_error_multiclass(opts, num_bins):
     probs = np.asarray(jax.nn.softmax(LOGITS * 2, axis=-1), np.float64)
     w = _w(opts.get("weights"), opts.get("where"), (N,))
     expected = ref_ece(probs.max(-1), probs.argmax(-1) == LABELS, num_bins, w)
-    got = metrics.expected_calibration_error(probs.astype(np.float32), LABELS, num_bins=num_bins, **opts)
+    got = metrics.expected_calibration_error(probs.astype(np.float32), LABELS, from_logits=False,
+                                             num_bins=num_bins, **opts)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
+    from_logits = metrics.expected_calibration_error(LOGITS * 2, LABELS, num_bins=num_bins, **opts)
+    np.testing.assert_allclose(from_logits, expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("opts", OPTIONS)
 def test_expected_calibration_error_binary(opts):
     w = _w(opts.get("weights"), opts.get("where"), (N,))
     p = SCORES.astype(np.float64)
-    pred = p >= 0.5
+    pred = p > 0.5
     expected = ref_ece(np.where(pred, p, 1 - p), pred == (BINARY == 1), 10, w)
-    got = metrics.expected_calibration_error(SCORES, BINARY, num_bins=10, **opts)
+    got = metrics.expected_calibration_error(SCORES, BINARY, from_logits=False, num_bins=10, **opts)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-7)
-    # the binary form equals the two-class form
+    # the binary form equals the two-class form, and the logits give the same
     two_class = np.stack([1 - SCORES, SCORES], axis=-1)
-    np.testing.assert_allclose(metrics.expected_calibration_error(two_class, BINARY, num_bins=10, **opts),
+    np.testing.assert_allclose(metrics.expected_calibration_error(two_class, BINARY, from_logits=False,
+                                                                  num_bins=10, **opts),
                                got, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(metrics.expected_calibration_error(SCORE_LOGITS, BINARY, num_bins=10, **opts),
+                               got, rtol=1e-5, atol=1e-6)
 
 
 def test_perfectly_calibrated_is_zero():
     # confidence 1 and always right, confidence 0.5 and right half the time (one bin)
     probs = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [0.5, 0.5]], np.float32)
     labels = np.array([0, 1, 0, 1])
-    ece = metrics.expected_calibration_error(probs, labels, num_bins=4)
+    ece = metrics.expected_calibration_error(probs, labels, from_logits=False, num_bins=4)
     assert float(ece) == pytest.approx(0.0, abs=1e-7)
 
 
@@ -181,7 +190,7 @@ def test_perfectly_calibrated_is_zero():
     (metrics.binary_f1, (SCORES, BINARY)),
     (metrics.mae, (PRED, TARGET)),
     (metrics.rmse, (PRED, TARGET)),
-    (metrics.expected_calibration_error, (jax.nn.softmax(LOGITS), LABELS)),
+    (metrics.expected_calibration_error, (LOGITS, LABELS)),
 ])
 def test_inside_jit_empty_mask_and_dtype(fn, args):
     value = fn(*args)
@@ -217,7 +226,8 @@ def test_reliability_bins_count_each_bin_as_the_ece_does(opts):
     probs = np.asarray(jax.nn.softmax(LOGITS * 2, axis=-1), np.float64)
     w = _w(opts.get("weights"), opts.get("where"), (N,))
     conf, correct, in_bin = (np.asarray(a, np.float64) for a in
-                             metrics.reliability_bins(probs.astype(np.float32), LABELS, num_bins=10, **opts))
+                             metrics.reliability_bins(probs.astype(np.float32), LABELS, from_logits=False,
+                                                    num_bins=10, **opts))
     np.testing.assert_allclose(correct, probs.argmax(-1) == LABELS)
     edges = np.linspace(0.0, 1.0, 11)
     top = probs.max(-1)
@@ -227,7 +237,60 @@ def test_reliability_bins_count_each_bin_as_the_ece_does(opts):
     np.testing.assert_allclose(conf[w > 0], top[w > 0], rtol=1e-6)
     # the ECE from the bins: sum_b |sum_i in_bin (correct - confidence)| / sum w
     ece = np.sum(np.abs(in_bin.T @ (correct - conf))) / np.sum(w)
-    got = metrics.expected_calibration_error(probs.astype(np.float32), LABELS, num_bins=10, **opts)
+    got = metrics.expected_calibration_error(probs.astype(np.float32), LABELS, from_logits=False, num_bins=10,
+                                             **opts)
     np.testing.assert_allclose(got, ece, rtol=1e-5, atol=1e-7)
     with pytest.raises(ValueError, match="num_bins"):
         metrics.reliability_bins(probs, LABELS, num_bins=0)
+
+
+# ------------------------------------------------------------- logits by default, checked probabilities
+
+
+def test_calibration_error_of_logits_is_in_the_unit_interval():
+    # once 4.0: the logits were taken for probabilities
+    logits = np.eye(3, dtype=np.float32) * 5
+    confidence = np.exp(5.0) / (np.exp(5.0) + 2)
+    ece = metrics.expected_calibration_error(logits, np.arange(3))
+    np.testing.assert_allclose(ece, 1 - confidence, rtol=1e-5)
+    assert float(metrics.expected_calibration_error(np.float32([-40.0, 40.0]), np.array([1, 0]))) == 1.0
+    # traced probabilities are not checked; the error still stays in [0, 1]
+    wild = jnp.array([[5.0, -2.0], [3.0, 0.5]])
+    assert 0.0 <= float(jax.jit(lambda p: metrics.expected_calibration_error(p, jnp.array([0, 1]),
+                                                                             from_logits=False))(wild)) <= 1.0
+
+
+def test_binary_accuracy_of_logits_and_probabilities():
+    w = _w(WEIGHTS, None, (N,))
+    expected = np.sum(w * ((SCORES > 0.5) == (BINARY == 1))) / np.sum(w)
+    np.testing.assert_allclose(metrics.accuracy(SCORE_LOGITS, BINARY, weights=WEIGHTS), expected, rtol=1e-6)
+    np.testing.assert_allclose(metrics.accuracy(SCORES, BINARY, from_logits=False, weights=WEIGHTS), expected,
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("fn,good,targets", [
+    (metrics.accuracy, jax.nn.softmax(LOGITS), LABELS),
+    (metrics.top_k_accuracy, jax.nn.softmax(LOGITS), LABELS),
+    (metrics.binary_precision, SCORES, BINARY),
+    (metrics.binary_recall, SCORES, BINARY),
+    (metrics.binary_f1, SCORES, BINARY),
+    (metrics.expected_calibration_error, jax.nn.softmax(LOGITS), LABELS),
+])
+def test_probabilities_must_lie_in_the_unit_interval(fn, good, targets):
+    bad = np.array(good).copy()
+    bad[3] = bad[3] * 4 + 1  # example 3 out of [0, 1]
+    with pytest.raises(jloss.LossInputError, match=r"predictions must lie in \[0, 1\].*from_logits=True"):
+        fn(bad, targets, from_logits=False)
+    with pytest.raises(jloss.LossInputError, match=r"predictions must lie in \[0, 1\]"):
+        jloss.checked(fn)(jnp.asarray(bad), jnp.asarray(targets), from_logits=False)  # under jit too
+    keep = np.ones(N, bool)
+    keep[3] = False
+    masked = fn(bad, targets, from_logits=False, where=keep)  # a masked example is not checked
+    np.testing.assert_allclose(masked, fn(good, targets, from_logits=False, where=keep), rtol=1e-6)
+    fn(bad, targets)  # logits may be anything
+
+
+def test_threshold_must_be_a_probability():
+    with pytest.raises(ValueError, match=r"threshold must be in \[0, 1\], got 1.5"):
+        metrics.binary_f1(SCORE_LOGITS, BINARY, threshold=1.5)
+    assert float(metrics.binary_recall(SCORE_LOGITS, BINARY, threshold=0.0)) == 1.0  # every logit > -inf

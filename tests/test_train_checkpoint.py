@@ -1,4 +1,6 @@
-"""Checkpoints: stop after k steps, restore, continue = an uninterrupted run, bit for bit."""
+"""Checkpoints: stop, restore, continue = an uninterrupted run, bit for bit; no stale or damaged data."""
+
+import dataclasses
 
 import jax
 import jax.numpy as jnp
@@ -81,6 +83,71 @@ def test_missing_checkpoint_errors(tmp_path):
     state, _ = setup()
     with pytest.raises(FileNotFoundError, match="no checkpoint found"):
         jloss.restore_checkpoint(tmp_path / "nothing", state)
+    with pytest.raises(FileNotFoundError, match=r"no checkpoint found in .*nothing' \(looking for step 4\)"):
+        jloss.restore_checkpoint(tmp_path / "nothing", state, step=4)
     jloss.save_checkpoint(tmp_path, state)
     with pytest.raises(FileNotFoundError, match=r"no checkpoint of step 7 .* saved steps: \[0\]"):
         jloss.restore_checkpoint(tmp_path, state, step=7)
+
+
+def test_saving_an_existing_step_raises_unless_overwrite(tmp_path):
+    s0, data = setup()
+    s1 = train(s0, data[:1])
+    assert jloss.save_checkpoint(tmp_path, s0, step=5) == 5
+    with pytest.raises(FileExistsError, match=rf"step 5 in '{tmp_path}' already exists.*overwrite=True"):
+        jloss.save_checkpoint(tmp_path, s1, step=5)
+    np.testing.assert_array_equal(jloss.restore_checkpoint(tmp_path, s0).params["w"], s0.params["w"])
+    assert jloss.save_checkpoint(tmp_path, s1, step=np.int64(5), overwrite=True) == 5
+    np.testing.assert_array_equal(jloss.restore_checkpoint(tmp_path, s0).params["w"], s1.params["w"])
+    # a step below the latest one is saved too (orbax alone would skip it without a word)
+    jloss.save_checkpoint(tmp_path, s0, step=2)
+    assert jloss.train.checkpoint_steps(tmp_path) == [2, 5]
+    np.testing.assert_array_equal(jloss.restore_checkpoint(tmp_path, s1, step=2).params["w"], s0.params["w"])
+
+
+@pytest.mark.parametrize("damage", ["garbage_json", "truncated_json", "truncated_data", "missing_metadata"])
+def test_a_damaged_checkpoint_names_its_directory_and_step(tmp_path, damage):
+    state, _ = setup()
+    jloss.save_checkpoint(tmp_path, state, step=3)
+    files = sorted(p for p in (tmp_path / "3").rglob("*") if p.is_file())
+    metadata = next(p for p in files if p.name == "_METADATA")
+    if damage == "garbage_json":
+        metadata.write_text("garbage")
+    elif damage == "truncated_json":
+        metadata.write_bytes(metadata.read_bytes()[:100])
+    elif damage == "missing_metadata":
+        metadata.unlink()
+    else:  # every data chunk of the array store cut in half
+        for chunk in (p for p in files if p.parent.name == "d"):
+            chunk.write_bytes(chunk.read_bytes()[:len(chunk.read_bytes()) // 2])
+    with pytest.raises(ValueError, match=rf"cannot restore the checkpoint of step 3 in '{tmp_path}'"):
+        jloss.restore_checkpoint(tmp_path, state)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class StatefulState:
+    """A TrainState-like pytree with a model state (batch statistics, a counter) and a PRNG key."""
+
+    step: jax.Array
+    params: dict
+    model_state: dict
+    rng: jax.Array
+
+
+def test_model_state_and_rng_round_trip_bitwise(tmp_path):
+    rng = np.random.default_rng(1)
+    state = StatefulState(jnp.asarray(7, jnp.int32), {"w": jnp.asarray(rng.normal(size=(3, 2)), jnp.float32)},
+                          {"mean": jnp.asarray(rng.normal(size=2), jnp.float32), "count": jnp.asarray(7)},
+                          jax.random.split(jax.random.key(5))[1])
+    jloss.save_checkpoint(tmp_path, state)
+    target = jax.tree.map(jnp.zeros_like, state)
+    target = dataclasses.replace(target, rng=jax.random.key(0))
+    restored = jloss.restore_checkpoint(tmp_path, target, step=7)
+    assert isinstance(restored, StatefulState)
+    np.testing.assert_array_equal(jax.random.key_data(restored.rng), jax.random.key_data(state.rng))
+    assert jax.random.key_impl(restored.rng) == jax.random.key_impl(state.rng)
+    for a, b in zip(jax.tree.leaves(restored.model_state) + jax.tree.leaves(restored.params),
+                    jax.tree.leaves(state.model_state) + jax.tree.leaves(state.params), strict=True):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

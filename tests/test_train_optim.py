@@ -245,3 +245,57 @@ def test_options_compose():
         losses.append(float(m["loss"]))
     assert losses[-1] < losses[0]
     assert int(state.step) == 12
+
+
+def test_one_bad_batch_costs_at_most_one_accumulation_window():
+    # today's failure: the NaN stayed in the accumulated gradient, params froze, then turned NaN
+    tx = jloss.optimizer("sgd", 0.1, accumulate_steps=2, skip_nonfinite=True)
+    start = jloss.TrainState.create(params={"x": jnp.zeros(3)}, tx=tx)
+    rng = np.random.default_rng(0)
+    good = [{"x": jnp.asarray(rng.normal(size=3), jnp.float32)} for _ in range(13)]
+    apply = jax.jit(jloss.TrainState.apply_gradients)  # one compilation for both runs
+    state = apply(start, {"x": jnp.array([1.0, jnp.nan, 0.0])})
+    np.testing.assert_array_equal(state.params["x"], np.zeros(3))
+    for g in good:
+        state = apply(state, g)
+    clean = start
+    for g in good[:12]:
+        clean = apply(clean, g)
+    # the bad gradient is dropped: 13 good ones make 6 full windows, as without it
+    np.testing.assert_array_equal(state.params["x"], clean.params["x"])
+
+
+@pytest.mark.parametrize("kwargs,match", [
+    ({"accumulate_steps": 2.5}, r"accumulate_steps must be an int >= 1, got 2.5"),
+    ({"accumulate_steps": 0}, r"accumulate_steps must be an int >= 1, got 0"),
+    ({"accumulate_steps": -1}, r"accumulate_steps must be an int >= 1, got -1"),
+    ({"accumulate_steps": True}, r"accumulate_steps must be an int >= 1, got True"),
+    ({"learning_rate": float("nan")}, r"learning_rate must be a finite number >= 0, got nan"),
+    ({"learning_rate": float("inf")}, r"learning_rate must be a finite number >= 0, got inf"),
+    ({"learning_rate": -0.1}, r"learning_rate must be a finite number >= 0, got -0.1"),
+    ({"learning_rate": -0.1, "schedule": "cosine", "decay_steps": 10}, r"learning_rate must be"),
+    ({"clip_norm": 0.0}, r"clip_norm must be a finite number > 0, got 0.0"),
+    ({"clip_norm": -1}, r"clip_norm must be a finite number > 0"),
+    ({"weight_decay": float("nan")}, r"weight_decay must be a finite number >= 0, got nan"),
+    ({"schedule": "cosine", "decay_steps": 10.5}, r"decay_steps must be an int >= 1, got 10.5"),
+    ({"schedule": "cosine", "decay_steps": 0}, r"decay_steps must be an int >= 1, got 0"),
+    ({"schedule": "cosine", "decay_steps": 10, "end_value": float("nan")}, r"end_value must be a finite"),
+    ({"warmup_steps": 1.5}, r"warmup_steps must be an int >= 0, got 1.5"),
+    ({"skip_nonfinite": True, "max_consecutive_errors": -1}, r"max_consecutive_errors must be an int >= 0"),
+])
+def test_numeric_options_are_validated_where_given(kwargs, match):
+    kwargs = {"learning_rate": 0.1, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        jloss.optimizer("sgd", **kwargs)
+
+
+def test_numpy_numbers_and_any_case_names_are_accepted():
+    p = {"x": jnp.zeros(2)}
+    g = [{"x": jnp.array([1.0, -2.0])}, {"x": jnp.array([3.0, 0.5])}]
+    ours = jloss.optimizer("Adam", np.float32(0.1), accumulate_steps=np.int64(2), clip_norm=np.float64(1.0),
+                           schedule="cosine", decay_steps=np.int32(10), warmup_steps=np.int64(2))
+    theirs = jloss.optimizer("adam", 0.1, accumulate_steps=2, clip_norm=1.0, schedule="cosine",
+                             decay_steps=10, warmup_steps=2)
+    np.testing.assert_array_equal(run(ours, g, p).params["x"], run(theirs, g, p).params["x"])
+    with pytest.raises(ValueError, match=r"decay_rate must be a finite number > 0, got 0"):
+        jloss.make_schedule("exponential", 0.1, decay_steps=10, decay_rate=0)

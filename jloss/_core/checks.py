@@ -17,6 +17,7 @@ schedule may feed ``gamma`` or ``label_smoothing`` inside a jitted step.
 
 import contextvars
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -159,6 +160,22 @@ def check_int(name, value, *, low):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     return int(value)
+
+
+def check_number(name, value, *, low=None, low_open=False):
+    """``value`` must be a finite real number (Python, NumPy or a 0-d array; not a bool), ``>= low``
+    (``> low`` with ``low_open``); returns it as a float. A traced value passes unchanged."""
+    if isinstance(value, jax.core.Tracer):
+        return value
+    ok = not isinstance(value, (bool, np.bool_)) and np.ndim(value) == 0
+    try:
+        number = float(value) if ok else math.nan
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number) or (low is not None and (number <= low if low_open else number < low)):
+        bound = "" if low is None else f" {'>' if low_open else '>='} {low}"
+        raise ValueError(f"{name} must be a finite number{bound}, got {value!r}")
+    return number
 
 
 def is_zero(value):

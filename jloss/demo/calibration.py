@@ -63,7 +63,7 @@ class CalibrationResult(ClaimResult):
 @functools.partial(jax.jit, static_argnames="bins")
 def _bin_counts(probs, labels, bins):
     """Number of examples and of correct ones in each confidence bin (one compiled program)."""
-    _, correct, in_bin = jloss.metrics.reliability_bins(probs, labels, num_bins=bins)
+    _, correct, in_bin = jloss.metrics.reliability_bins(probs, labels, from_logits=False, num_bins=bins)
     return jnp.sum(in_bin, axis=0), jnp.sum(in_bin * correct[:, None], axis=0)
 
 
@@ -85,7 +85,7 @@ def _ece_and_accuracy(logits, labels):
     """Expected calibration error (``ECE_BINS`` bins) and accuracy of each run (leading axis)."""
     def one(z, y):
         # the ECE takes probabilities
-        ece = jloss.metrics.expected_calibration_error(jax.nn.softmax(z), y, num_bins=ECE_BINS)
+        ece = jloss.metrics.expected_calibration_error(z, y, num_bins=ECE_BINS)
         return ece, jloss.metrics.accuracy(z, y)  # argmax of the logits
 
     return jax.vmap(one)(logits, labels)

@@ -12,6 +12,8 @@ import os
 import jax
 import numpy as np
 
+from jloss._core import checks
+
 
 def _orbax():
     try:
@@ -34,22 +36,25 @@ def _step_of(state):
     return int(np.asarray(jax.device_get(state.step)).ravel()[0])
 
 
-def save_checkpoint(directory, state, step=None, *, max_to_keep=None):
+def save_checkpoint(directory, state, step=None, *, max_to_keep=None, overwrite=False):
     """Save ``state`` under ``directory/<step>`` and wait until it is written.
 
     Args:
       directory: the checkpoint directory (created if missing).
-      state: a :class:`jloss.TrainState` (or any pytree of arrays).
-      step: the step number to save under; default ``state.step``.
+      state: a :class:`jloss.TrainState` (its ``model_state`` and ``rng`` are
+        saved with it) or any pytree of arrays.
+      step: the step number to save under (an int >= 0); default ``state.step``.
       max_to_keep: keep only this many most recent checkpoints (None: all).
+      overwrite: replace a checkpoint of ``step`` that exists (it is deleted
+        first) instead of raising.
 
     Returns:
       The step number saved.
 
     Raises:
       ImportError: orbax-checkpoint is not installed (``pip install "jloss[train]"``).
-      ValueError: (orbax's error) the step already exists in ``directory``; pick
-        another step or directory.
+      FileExistsError: ``directory`` holds a checkpoint of ``step`` and
+        ``overwrite`` is False (a checkpoint never silently keeps stale data).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -66,10 +71,18 @@ def save_checkpoint(directory, state, step=None, *, max_to_keep=None):
       orbax-checkpoint ``CheckpointManager``.
     """
     ocp = _orbax()
-    step = _step_of(state) if step is None else int(step)
+    step = _step_of(state) if step is None else checks.check_int("step", step, low=0)
     manager = _manager(directory, max_to_keep)
     try:
-        manager.save(step, args=ocp.args.StandardSave(state))
+        if step in manager.all_steps():
+            if not overwrite:
+                raise FileExistsError(
+                    f"{_where(directory, step)} already exists; pass overwrite=True to replace it, or save "
+                    "under another step or directory")
+            manager.delete(step)
+        # force: orbax would otherwise skip, without a word, a step below the latest one
+        if not manager.save(step, args=ocp.args.StandardSave(state), force=True):
+            raise RuntimeError(f"orbax did not save {_where(directory, step)}")
         manager.wait_until_finished()
     finally:
         manager.close()
@@ -103,7 +116,11 @@ def restore_checkpoint(directory, target_state, step=None):
       A state like ``target_state`` holding the saved arrays.
 
     Raises:
-      FileNotFoundError: ``directory`` holds no checkpoint, or not that step.
+      FileNotFoundError: ``directory`` holds no checkpoint, or not of ``step``.
+      ValueError: the checkpoint cannot be read into ``target_state`` (a
+        truncated, corrupted or incomplete checkpoint, or one saved from a
+        state of another structure); the message names the directory and step
+        and the original error is chained.
       ImportError: orbax-checkpoint is not installed.
 
     Examples:
@@ -124,9 +141,11 @@ def restore_checkpoint(directory, target_state, step=None):
     """
     ocp = _orbax()
     steps = checkpoint_steps(directory)
+    step = None if step is None else checks.check_int("step", step, low=0)
     if not steps:
-        raise FileNotFoundError(f"no checkpoint found in {os.fspath(directory)!r}")
-    step = steps[-1] if step is None else int(step)
+        wanted = "" if step is None else f" (looking for step {step})"
+        raise FileNotFoundError(f"no checkpoint found in {os.fspath(directory)!r}{wanted}")
+    step = steps[-1] if step is None else step
     if step not in steps:
         raise FileNotFoundError(
             f"no checkpoint of step {step} in {os.fspath(directory)!r}; saved steps: {steps}")
@@ -134,5 +153,14 @@ def restore_checkpoint(directory, target_state, step=None):
     manager = _manager(directory)
     try:
         return manager.restore(step, args=ocp.args.StandardRestore(abstract))
+    except Exception as e:  # orbax, tensorstore and json raise many types for a damaged checkpoint
+        detail = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise ValueError(
+            f"cannot restore {_where(directory, step)}: it is truncated, corrupted or incomplete, or was "
+            f"saved from a state of another structure ({type(e).__name__}: {detail})") from e
     finally:
         manager.close()
+
+
+def _where(directory, step):
+    return f"the checkpoint of step {step} in {os.fspath(directory)!r}"

@@ -83,12 +83,15 @@ def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_
     """
     if name not in SCHEDULES:
         raise ValueError(f"unknown schedule {name!r}; known schedules: {', '.join(SCHEDULES)}")
+    learning_rate = checks.check_number("learning_rate", learning_rate, low=0)
     warmup_steps = checks.check_int("warmup_steps", warmup_steps, low=0)
+    end_value = checks.check_number("end_value", end_value)
     if name == "constant":
         decay = optax.constant_schedule(learning_rate)
     else:
-        if decay_steps is None or decay_steps <= 0:
-            raise ValueError(f"schedule {name!r} needs decay_steps > 0, got {decay_steps!r}")
+        if decay_steps is None:
+            raise ValueError(f"schedule {name!r} needs decay_steps > 0, got None")
+        decay_steps = checks.check_int("decay_steps", decay_steps, low=1)
         length = decay_steps - warmup_steps
         if name != "exponential" and length <= 0:
             raise ValueError(f"schedule {name!r} needs decay_steps > warmup_steps (decay_steps counts the "
@@ -99,6 +102,7 @@ def make_schedule(name, learning_rate, *, decay_steps=None, warmup_steps=0, end_
         elif name == "linear":
             decay = optax.linear_schedule(learning_rate, end_value, length)
         else:
+            decay_rate = checks.check_number("decay_rate", decay_rate, low=0, low_open=True)
             decay = optax.exponential_decay(learning_rate, decay_steps, decay_rate)
     if not warmup_steps:
         return decay
@@ -121,18 +125,28 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
         ``decay_steps`` or ``end_value`` without a decaying schedule raise
         ValueError, as do any of the three with a schedule passed as
         ``learning_rate``.
-      clip_norm: clip gradients by global norm first.
+      clip_norm: clip gradients by global norm (> 0) first.
       weight_decay: decoupled decay for adamw / lion / lamb, L2 added to the
-        gradient (``optax.add_decayed_weights``) for the others.
-      skip_nonfinite: skip updates whose gradients are not finite
-        (``optax.apply_if_finite``, giving up after ``max_consecutive_errors``).
-      accumulate_steps: average gradients over k calls before one update
-        (``optax.MultiSteps``).
+        gradient (``optax.add_decayed_weights``) for the others (>= 0).
+      skip_nonfinite: skip gradients that are not finite. Without
+        accumulation, the update is skipped (``optax.apply_if_finite``, giving
+        up after ``max_consecutive_errors`` skips in a row). With
+        ``accumulate_steps``, the bad gradient is dropped before it reaches the
+        accumulator (``optax.MultiSteps(should_skip_update_fn=
+        optax.skip_not_finite)``): the window fills with the next good
+        gradients, so a bad batch costs at most one window and never poisons
+        the accumulated gradient (``max_consecutive_errors`` does not apply).
+      accumulate_steps: average gradients over k calls (a positive int) before
+        one update (``optax.MultiSteps``).
       **options: passed to the optax constructor (``b1``, ``momentum``, ...).
 
     The learning rate (only it) is injected as a hyperparameter, so train
     steps can report it (``jloss.learning_rate(opt_state)``) and callers can change it
-    (``jloss.set_learning_rate``; see :mod:`jloss.train.lr_state`).
+    (``jloss.set_learning_rate``; see :mod:`jloss.train.lr_state`). Numeric options
+    are checked here: a NaN, infinite or negative ``learning_rate``,
+    ``clip_norm <= 0``, a NaN or negative ``weight_decay``, schedule numbers
+    out of range or an ``accumulate_steps`` that is not a positive int raise
+    ValueError naming the option; NumPy numbers are accepted.
 
     Returns:
       An ``optax.GradientTransformation``: clipping, weight decay, the optimizer,
@@ -157,8 +171,18 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
       ``optax.apply_if_finite``); Loshchilov, I. and Hutter, F. (2019). Decoupled
       Weight Decay Regularization. ICLR.
     """
-    if name not in OPTIMIZERS:
+    if not isinstance(name, str) or name.lower() not in OPTIMIZERS:
         raise ValueError(f"unknown optimizer {name!r}; known optimizers: {', '.join(sorted(OPTIMIZERS))}")
+    name = name.lower()
+    accumulate_steps = checks.check_int("accumulate_steps", accumulate_steps, low=1)
+    if skip_nonfinite:
+        max_consecutive_errors = checks.check_int("max_consecutive_errors", max_consecutive_errors, low=0)
+    if clip_norm is not None:
+        clip_norm = checks.check_number("clip_norm", clip_norm, low=0, low_open=True)
+    if weight_decay is not None:
+        weight_decay = checks.check_number("weight_decay", weight_decay, low=0)
+    if not callable(learning_rate):
+        learning_rate = checks.check_number("learning_rate", learning_rate, low=0)
     shaping = [k for k, v in [("warmup_steps", warmup_steps), ("decay_steps", decay_steps),
                               ("end_value", end_value)] if v not in (0, None)]
     if callable(learning_rate):
@@ -186,8 +210,12 @@ def optimizer(name, learning_rate, *, schedule=None, decay_steps=None, warmup_st
         tx = optax.chain(optax.add_decayed_weights(weight_decay), tx)
     if clip_norm is not None:
         tx = optax.chain(optax.clip_by_global_norm(clip_norm), tx)
-    if skip_nonfinite:
-        tx = optax.apply_if_finite(tx, max_consecutive_errors)
     if accumulate_steps > 1:
-        tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps).gradient_transformation()
+        # Skipping inside MultiSteps keeps a bad gradient out of the accumulator;
+        # apply_if_finite around the inner optimizer would only see the poisoned mean.
+        skip = optax.skip_not_finite if skip_nonfinite else None
+        tx = optax.MultiSteps(tx, every_k_schedule=accumulate_steps,
+                              should_skip_update_fn=skip).gradient_transformation()
+    elif skip_nonfinite:
+        tx = optax.apply_if_finite(tx, max_consecutive_errors)
     return tx

@@ -99,22 +99,23 @@ for name, loss in LOSSES.items():
 # - **expected calibration error** (ECE): the gap between the predicted probability and the
 #   observed frequency, averaged over 15 confidence bins.
 #
-# `jloss.metrics` computes them as jitted functions of the probabilities and the labels.
+# `jloss.metrics` computes them from logits by default, like the losses; here we have
+# probabilities, so we pass `from_logits=False` (they are checked to lie in [0, 1]).
 # Precision, recall and ECE are ratios of sums, so compute them over the whole test set at
 # once, not as a mean of per-batch values.
 # %%
 def precision_recall(p, labels, threshold=0.5):
-    return (float(jloss.metrics.binary_precision(p, labels, threshold=threshold)),
-            float(jloss.metrics.binary_recall(p, labels, threshold=threshold)))
+    return (float(jloss.metrics.binary_precision(p, labels, from_logits=False, threshold=threshold)),
+            float(jloss.metrics.binary_recall(p, labels, from_logits=False, threshold=threshold)))
 
 
 print(f"{'loss':26s} {'accuracy':>8s} {'precision':>9s} {'recall':>6s} {'F1':>5s} {'AP':>5s} {'ECE':>6s}")
 for name, p in probabilities.items():
     precision, recall = precision_recall(p, y_test)
-    accuracy = jloss.metrics.accuracy((p > 0.5).astype(np.int32), y_test.astype(np.int32))
-    f1 = jloss.metrics.binary_f1(p, y_test)
+    accuracy = jloss.metrics.accuracy(p, y_test, from_logits=False)
+    f1 = jloss.metrics.binary_f1(p, y_test, from_logits=False)
     ap = average_precision_score(y_test, p)
-    ece = jloss.metrics.expected_calibration_error(p, y_test)
+    ece = jloss.metrics.expected_calibration_error(p, y_test, from_logits=False)
     print(f"{name:26s} {accuracy:8.3f} {precision:9.3f} {recall:6.3f} {f1:5.3f} {ap:5.3f} {ece:6.3f}")
 print(f"{'always negative':26s} {1 - y_test.mean():8.3f}")
 
