@@ -60,7 +60,7 @@ def _select(x, mask, fill):
     return jnp.where(m, x, fill)
 
 
-def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None):
+def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None, axis_name=None):
     """Apply mask and weights to the unreduced ``loss`` and reduce it.
 
     Args:
@@ -79,7 +79,7 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
         weighted = jnp.where(mask, weighted, 0)
     if reduction == "none":
         return weighted
-    total = jnp.sum(weighted)
+    total = _psum(jnp.sum(weighted), axis_name)
     if reduction == "sum":
         return total
     count = jnp.ones(loss.shape, loss.dtype)
@@ -89,6 +89,10 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
         count = count * normalizer
     if mask is not None:
         count = jnp.where(mask, count, 0)
-    count = jnp.sum(count)
+    count = _psum(jnp.sum(count), axis_name)
     empty = count == 0
     return jnp.where(empty, jnp.zeros((), loss.dtype), total / jnp.where(empty, 1, count))
+
+
+def _psum(x, axis_name):
+    return x if axis_name is None else jax.lax.psum(x, axis_name)
