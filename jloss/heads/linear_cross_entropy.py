@@ -140,8 +140,7 @@ def _linear_ce(hidden, weight, bias, labels, class_weights, smoothing, z_loss, t
     class_weights, smoothing, z_loss, temperature, cap = (
         None if v is None else jax.lax.stop_gradient(jnp.asarray(v, dtype))
         for v in (class_weights, smoothing, z_loss, temperature, cap))
-    h, y = vary_together(h, y)
-    weight, bias, class_weights, _ = vary_together(weight, bias, class_weights, h)
+    h, y = vary_together(h, y)  # the kernel sums dweight over the axes only h varies along
     cfg = HeadConfig(block=block, rows=rows, smoothing_on=smoothing_on, stats_on=stats_on,
                      vocab_axis=vocab_axis)
     loss, stats = blocked_head_ce(cfg, h, Head(weight, bias, class_weights, temperature, cap), y,

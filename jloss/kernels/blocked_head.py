@@ -36,7 +36,13 @@ import jax
 import jax.numpy as jnp
 
 from jloss._core.dtypes import compute_dtype
-from jloss.kernels.common import int_cotangent, softmax_rel, vary_together, zero_cotangent
+from jloss.kernels.common import (
+    int_cotangent,
+    softmax_rel,
+    vary_together,
+    varying_axes,
+    zero_cotangent,
+)
 from jloss.kernels.softmax import sparse_ce_from_stats, sparse_ce_grad
 
 #: ``block_size=None`` keeps one ``(N, block)`` float32 tile of logits within
@@ -269,6 +275,10 @@ def label_value(vector, labels, vocab_axis):
     return jax.lax.psum(jnp.where(inside, vector[jnp.clip(y, 0, local - 1)], 0), vocab_axis)
 
 
+def _psum(x, axes):
+    return jax.lax.psum(x, axes) if axes else x
+
+
 def _varying_like(tree, *refs):
     """Loop-carry ``tree`` typed as varying along every ``shard_map`` axis ``refs`` vary along."""
     return jax.tree.map(lambda x: vary_together(x, *refs)[0], tree)
@@ -348,13 +358,13 @@ def _bwd(cfg, res, cotangents):
             if head.temperature is not None:
                 dx = dx / head.temperature
             dz = dx.astype(operand)
-            dw_blk = jax.lax.dot_general(h, dz, (((0,), (0,)), ((), ())),
-                                         preferred_element_type=dtype)
+            dw_blk = _psum(jax.lax.dot_general(h, dz, (((0,), (0,)), ((), ())),
+                                               preferred_element_type=dtype), token_axes)
             dweight = jax.lax.dynamic_update_slice_in_dim(
                 dweight, (_slice(dweight, start, size, axis=1) + dw_blk).astype(weight.dtype),
                 start, axis=1)
             if dbias is not None:
-                db_blk = _slice(dbias, start, size) + jnp.sum(dx, axis=0)
+                db_blk = _slice(dbias, start, size) + _psum(jnp.sum(dx, axis=0), token_axes)
                 dbias = jax.lax.dynamic_update_slice_in_dim(dbias, db_blk.astype(bias.dtype),
                                                             start, axis=0)
             dhidden = dhidden + jax.lax.dot_general(dz, w_blk.astype(operand),
@@ -366,8 +376,11 @@ def _bwd(cfg, res, cotangents):
         dhidden, dweight, dbias = _for_each_block(weight.shape[1], cfg.block, body, init)
         return (dweight, dbias), dhidden
 
-    init = _varying_like((jnp.zeros_like(weight), None if bias is None else jnp.zeros_like(bias)),
-                         hidden, weight)
+    # mesh axes the tokens are sharded over but the weight is not (data parallelism): each
+    # block of dweight / dbias is summed over them as it is made, so no V-sized buffer waits
+    # for one large reduction
+    token_axes = tuple(sorted(varying_axes(hidden) - varying_axes(weight)))
+    init = (jnp.zeros_like(weight), None if bias is None else jnp.zeros_like(bias))
     (dweight, dbias), dhidden = _scan_rows(chunk, init, cfg.rows, *per_row)
     if cfg.vocab_axis is not None:
         # every device holds a partial sum over its classes; a hidden state that is typed as
