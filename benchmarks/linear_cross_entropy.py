@@ -24,8 +24,10 @@ Run: python benchmarks/linear_cross_entropy.py            (the README table)
 """
 
 import argparse
+import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
@@ -47,6 +49,32 @@ DEFAULT_CONFIGS = [
     (512, 512, 131072, 0),
 ]
 QUICK_CONFIGS = [(256, 64, 4096, 0), (256, 64, 5000, 512)]
+
+
+_COLLECTIVE = re.compile(r"=\s*(\(.*?\)|\S+)\s+(all-gather|all-reduce|reduce-scatter|all-to-all|"
+                         r"collective-permute)(?:-start)?\(")
+_ARRAY = re.compile(r"([a-z]+[0-9]*)\[([0-9,]*)\]")
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "f32": 4, "s32": 4,
+          "u32": 4, "f64": 8, "s64": 8, "u64": 8}
+
+
+def collectives(hlo_text):
+    """The collectives of a compiled program: ``[(kind, [result shapes], bytes)]``.
+
+    Read from ``compiled.as_text()``: every all-gather, all-reduce,
+    reduce-scatter, all-to-all and collective-permute, with the shapes of its
+    result (a tuple for a combined collective) and their size in bytes.
+    """
+    out = []
+    for line in hlo_text.splitlines():
+        match = _COLLECTIVE.search(line)
+        if match is None:
+            continue
+        arrays = [(dtype, tuple(int(d) for d in dims.split(",") if d))
+                  for dtype, dims in _ARRAY.findall(match.group(1))]
+        size = sum(_BYTES.get(dtype, 4) * math.prod(shape) for dtype, shape in arrays)
+        out.append((match.group(2), [shape for _, shape in arrays], size))
+    return out
 
 
 def _torch():

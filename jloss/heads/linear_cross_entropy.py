@@ -94,8 +94,10 @@ def _place(x, spec):
     return jax.lax.with_sharding_constraint(x, spec)
 
 
-def _on_mesh(hidden, weight, bias, labels, class_weights, hypers, weights, where, static):
+@functools.partial(jax.jit, static_argnames=("static_items",))
+def _on_mesh(hidden, weight, bias, labels, class_weights, hypers, weights, where, *, static_items):
     """:func:`_linear_ce` on global arrays: one ``shard_map`` over the vocabulary and token axes."""
+    static = dict(static_items)
     vocab_axis, batch_axes = static["vocab_axis"], static["batch_axes"]
     shape = labels.shape
     n = math.prod(shape)
@@ -209,7 +211,8 @@ def _temperature(temperature):
 
 def _run(placement, hidden, weight, bias, labels, class_weights, hypers, weights, where, static):
     if placement == "mesh":
-        return _on_mesh(hidden, weight, bias, labels, class_weights, hypers, weights, where, static)
+        return _on_mesh(hidden, weight, bias, labels, class_weights, hypers, weights, where,
+                        static_items=tuple(sorted(static.items())))
     return _linear_ce(hidden, weight, bias, labels, class_weights, *hypers, weights, where,
                       **static)
 
