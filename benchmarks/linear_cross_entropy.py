@@ -315,6 +315,8 @@ def main_mesh(args):
                   f"{temp / max(base_temp, 1):.1f}x | {ms} | {ratio} | {describe_collectives(found)} |",
                   flush=True)
     print()
+    print("Collectives are HLO instructions: the fused head's (D, block) all-reduce of dweight "
+          "over the data axis sits in its loop and runs once per block of V / model classes.")
     print(f"{timer.quiet} timing samples taken on a quiet machine, {timer.contended} kept despite "
           f"other processes using > {args.max_foreign} cores.")
 
