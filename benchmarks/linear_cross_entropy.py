@@ -288,19 +288,24 @@ def describe_collectives(found):
                      else f"{c}x {k} ({size} B)" for k, (c, size) in counts.items())
 
 
+def _preamble(details):
+    """The command line, the software and machine (``details``), and whether a GPU ran."""
+    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {details}")
+    if jax.default_backend() == "cpu":
+        print("No GPU is available in this run: all numbers are CPU numbers; GPU numbers "
+              "are not measured.")
+
+
 def main_mesh(args):
     data, model = (int(x) for x in args.mesh.lower().split("x"))
     mesh = jax.make_mesh((data, model), ("data", "model"),
                          axis_types=(jax.sharding.AxisType.Auto,) * 2)
     configs = QUICK_MESH_CONFIGS if args.quick else MESH_CONFIGS
     timer = QuietTimer(args.max_foreign)
-    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, mesh data x model = "
-          f"{data} x {model} on {jax.device_count()} devices, {os.cpu_count()} CPU cores, float32, "
-          f"value and grad (hidden, weight), median of {args.rounds} interleaved rounds")
-    if jax.default_backend() == "cpu":
-        print("No GPU is available in this run: all numbers are CPU numbers; GPU numbers "
-              "are not measured.")
+    _preamble(f"mesh data x model = {data} x {model} on {jax.device_count()} devices, "
+              f"{os.cpu_count()} CPU cores, float32, value and grad (hidden, weight), "
+              f"median of {args.rounds} interleaved rounds")
     print()
     print("| N | D | V | program | scratch / device MiB | scratch vs fused | fwd+bwd ms | "
           "time vs fused | collectives (result bytes) |")
@@ -346,13 +351,8 @@ def main(argv=None):
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
 
     torch_parts, torch_note = (None, "skipped (--no-torch)") if args.no_torch else _torch()
-    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
-          f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-          f"dtype {args.dtype}, median of {args.rounds} interleaved rounds")
-    if jax.default_backend() == "cpu":
-        print("No GPU is available in this run: all numbers are CPU numbers; GPU numbers "
-              "are not measured.")
+    _preamble(f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+              f"dtype {args.dtype}, median of {args.rounds} interleaved rounds")
     if torch_parts is None:
         print(f"PyTorch columns: skipped, {torch_note}.")
     else:

@@ -400,11 +400,11 @@ def linear_log_probs(hidden, weight, labels, *, bias=None, temperature=1.0, logi
     Examples:
       >>> import jax.numpy as jnp
       >>> import jloss
-      >>> hidden = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-      >>> weight = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-      >>> labels = jnp.array([0, 1])
-      >>> [round(x, 4) for x in jloss.linear_log_probs(hidden, weight, labels).tolist()]
-      [-0.2395, -1.0986]
+      >>> hidden = jnp.ones((2, 3))  # two tokens, D = 3
+      >>> weight = jnp.zeros((3, 4)).at[0, 1].set(2.0)  # V = 4; class 1 scores 2
+      >>> logp = jloss.linear_log_probs(hidden, weight, jnp.array([1, 0]))
+      >>> [round(x, 4) for x in logp.tolist()]
+      [-0.3408, -2.3408]
 
     References:
       Wijmans, E. et al. (2024). Cut Your Losses in Large-Vocabulary Language
