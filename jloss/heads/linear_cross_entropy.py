@@ -286,7 +286,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
       label_smoothing: ``s`` in [0, 1], spread over the whole vocabulary.
       z_loss: ``z >= 0`` (PaLM's z-loss).
       logit_softcap: ``c > 0`` applies ``c * tanh(x / c)`` to the logits (Gemma 2)
-        and differentiates through it; None or ``inf`` for no cap.
+        and differentiates through it; None or a concrete ``inf`` for no cap.
       temperature: ``T > 0``; the logits are divided by it before the softcap.
         Not differentiated (a hyperparameter).
       class_weights: ``(V,)`` non-negative weights ``w_c`` (sharded like
