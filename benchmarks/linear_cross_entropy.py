@@ -19,16 +19,37 @@ taken while other processes loaded the machine are discarded and retaken
 (:class:`QuietTimer`); the output says how many samples were quiet. Everything
 is float32 unless ``--dtype bfloat16``.
 
+With ``--mesh DATAxMODEL`` (e.g. ``--mesh 2x2``, on that many forced CPU
+devices when no accelerator is present) it measures the head at scale
+instead, with ``hidden`` sharded over ``data`` and ``weight`` over ``model``
+along V, for three programs of value-and-grad under ``jax.jit``:
+
+* ``fused``: ``linear_cross_entropy(..., vocab_axis="model", batch_axes=("data",))``,
+* ``gspmd``: ``linear_cross_entropy(...)`` without axes, partitioned by GSPMD's default,
+* ``materialised``: ``sparse_categorical_cross_entropy(hidden @ weight, labels)``,
+
+printing per-device scratch (compiled, nothing allocated), every collective
+of the compiled HLO with its bytes, and (at the timed sizes) the wall time of
+each as a ratio to ``fused``.
+
 Run: python benchmarks/linear_cross_entropy.py            (the README table)
      python benchmarks/linear_cross_entropy.py --quick    (small sizes, seconds)
+     python benchmarks/linear_cross_entropy.py --mesh 2x2 (the "Training at scale" table)
 """
 
 import argparse
+import math
 import os
 import platform
+import re
 import shlex
 import sys
 import time
+
+if __name__ == "__main__" and any(a.startswith("--mesh") for a in sys.argv):
+    # CPU-only machines: expose several host devices (ignored by GPU / TPU backends)
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_force_host_platform_device_count=8").strip()
 
 import jax
 import jax.numpy as jnp
@@ -47,6 +68,32 @@ DEFAULT_CONFIGS = [
     (512, 512, 131072, 0),
 ]
 QUICK_CONFIGS = [(256, 64, 4096, 0), (256, 64, 5000, 512)]
+
+
+_COLLECTIVE = re.compile(r"=\s*(\(.*?\)|\S+)\s+(all-gather|all-reduce|reduce-scatter|all-to-all|"
+                         r"collective-permute)(?:-start)?\(")
+_ARRAY = re.compile(r"([a-z]+[0-9]*)\[([0-9,]*)\]")
+_BYTES = {"pred": 1, "s8": 1, "u8": 1, "bf16": 2, "f16": 2, "s16": 2, "f32": 4, "s32": 4,
+          "u32": 4, "f64": 8, "s64": 8, "u64": 8}
+
+
+def collectives(hlo_text):
+    """The collectives of a compiled program: ``[(kind, [result shapes], bytes)]``.
+
+    Read from ``compiled.as_text()``: every all-gather, all-reduce,
+    reduce-scatter, all-to-all and collective-permute, with the shapes of its
+    result (a tuple for a combined collective) and their size in bytes.
+    """
+    out = []
+    for line in hlo_text.splitlines():
+        match = _COLLECTIVE.search(line)
+        if match is None:
+            continue
+        arrays = [(dtype, tuple(int(d) for d in dims.split(",") if d))
+                  for dtype, dims in _ARRAY.findall(match.group(1))]
+        size = sum(_BYTES.get(dtype, 4) * math.prod(shape) for dtype, shape in arrays)
+        out.append((match.group(2), [shape for _, shape in arrays], size))
+    return out
 
 
 def _torch():
@@ -183,6 +230,102 @@ def bench(n, d, v, block, rounds, dtype, torch_parts, timer, torch_rounds=2):
     return times, temp, block or default_block_size(n, v)
 
 
+# N, D, V, timed: the compile-only size of the scale test, then a size small enough to time
+MESH_CONFIGS = [(2048, 512, 131072, False), (1024, 256, 16384, True)]
+QUICK_MESH_CONFIGS = [(64, 16, 512, True)]
+MESH_PROGRAMS = ("fused", "gspmd", "materialised")
+
+
+def _mesh_program(name):
+    if name == "fused":
+        return lambda h, w, y: jloss.linear_cross_entropy(h, w, y, vocab_axis="model",
+                                                          batch_axes=("data",))
+    if name == "gspmd":
+        return lambda h, w, y: jloss.linear_cross_entropy(h, w, y)
+    return lambda h, w, y: jloss.sparse_categorical_cross_entropy(h @ w, y)
+
+
+def bench_mesh(n, d, v, mesh, rounds, timer, timed=True):
+    """``{program: (scratch bytes per device, collectives, seconds or None)}`` on ``mesh``."""
+    from jax.sharding import NamedSharding
+    from jax.sharding import PartitionSpec as P
+
+    specs = (P("data", None), P(None, "model"), P("data"))
+    shapes = ((n, d), (d, v), (n,))
+    dtypes = (jnp.float32, jnp.float32, jnp.int32)
+    results, fns = {}, {}
+    with jax.set_mesh(mesh):
+        abstract = [jax.ShapeDtypeStruct(shape, dtype, sharding=NamedSharding(mesh, spec))
+                    for shape, dtype, spec in zip(shapes, dtypes, specs, strict=True)]
+        for name in MESH_PROGRAMS:
+            vg = jax.jit(jax.value_and_grad(_mesh_program(name), argnums=(0, 1)))
+            compiled = vg.lower(*abstract).compile()
+            results[name] = [compiled.memory_analysis().temp_size_in_bytes,
+                             collectives(compiled.as_text()), None]
+            fns[name] = compiled
+        if timed:
+            keys = jax.random.split(jax.random.key(0), 3)
+            args = [jax.random.normal(keys[0], (n, d)),
+                    jax.random.normal(keys[1], (d, v)) / np.sqrt(d),
+                    jax.random.randint(keys[2], (n,), 0, v)]
+            args = [jax.device_put(a, NamedSharding(mesh, s)) for a, s in zip(args, specs,
+                                                                                strict=True)]
+            calls = {name: _block_until_ready(c, *args) for name, c in fns.items()}
+            for call in calls.values():
+                call()
+            for name, t in _median_times(calls, rounds, timer).items():
+                results[name][2] = t
+    return {k: tuple(r) for k, r in results.items()}
+
+
+def describe_collectives(found):
+    """Collectives as ``kind shape (bytes)``, identical ones counted."""
+    counts = {}
+    for kind, shapes, size in found:
+        key = f"{kind} {'+'.join('x'.join(map(str, s)) or 'scalar' for s in shapes)}"
+        counts[key] = (counts.get(key, (0, size))[0] + 1, size)
+    return "; ".join(f"{c}x {k} ({size / 2**20:.2f} MiB)" if size >= 2**16
+                     else f"{c}x {k} ({size} B)" for k, (c, size) in counts.items())
+
+
+def _preamble(details):
+    """The command line, the software and machine (``details``), and whether a GPU ran."""
+    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+    print(f"jax {jax.__version__}, backend {jax.default_backend()}, {details}")
+    if jax.default_backend() == "cpu":
+        print("No GPU is available in this run: all numbers are CPU numbers; GPU numbers "
+              "are not measured.")
+
+
+def main_mesh(args):
+    data, model = (int(x) for x in args.mesh.lower().split("x"))
+    mesh = jax.make_mesh((data, model), ("data", "model"),
+                         axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    configs = QUICK_MESH_CONFIGS if args.quick else MESH_CONFIGS
+    timer = QuietTimer(args.max_foreign)
+    _preamble(f"mesh data x model = {data} x {model} on {jax.device_count()} devices, "
+              f"{os.cpu_count()} CPU cores, float32, value and grad (hidden, weight), "
+              f"median of {args.rounds} interleaved rounds")
+    print()
+    print("| N | D | V | program | scratch / device MiB | scratch vs fused | fwd+bwd ms | "
+          "time vs fused | collectives (result bytes) |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n, d, v, timed in configs:
+        res = bench_mesh(n, d, v, mesh, args.rounds, timer, timed)
+        base_temp, _, base_time = res["fused"]
+        for name, (temp, found, t) in res.items():
+            ms = "-" if t is None else f"{t * 1e3:.0f}"
+            ratio = "-" if t is None else f"{t / base_time:.2f}x"
+            print(f"| {n} | {d} | {v} | {name} | {temp / 2**20:.1f} | "
+                  f"{temp / max(base_temp, 1):.1f}x | {ms} | {ratio} | {describe_collectives(found)} |",
+                  flush=True)
+    print()
+    print("Collectives are HLO instructions: the fused head's (D, block) all-reduce of dweight "
+          "over the data axis sits in its loop and runs once per block of V / model classes.")
+    print(f"{timer.quiet} timing samples taken on a quiet machine, {timer.contended} kept despite "
+          f"other processes using > {args.max_foreign} cores.")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes (a smoke run)")
@@ -196,7 +339,11 @@ def main(argv=None):
     parser.add_argument("--max-foreign", type=float, default=0.1,
                         help="retake a sample when other processes used more than this many "
                              "cores meanwhile (default 0.1; a large value disables the check)")
+    parser.add_argument("--mesh", metavar="DATAxMODEL",
+                        help="measure on a data x model mesh instead (e.g. 2x2), see above")
     args = parser.parse_args(argv)
+    if args.mesh:
+        return main_mesh(args)
     if args.config:
         configs = [tuple(int(x) for x in c.split(",")) for c in args.config]
     else:
@@ -204,13 +351,8 @@ def main(argv=None):
     dtype = jnp.bfloat16 if args.dtype == "bfloat16" else jnp.float32
 
     torch_parts, torch_note = (None, "skipped (--no-torch)") if args.no_torch else _torch()
-    print("command: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
-    print(f"jax {jax.__version__}, backend {jax.default_backend()}, "
-          f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
-          f"dtype {args.dtype}, median of {args.rounds} interleaved rounds")
-    if jax.default_backend() == "cpu":
-        print("No GPU is available in this run: all numbers are CPU numbers; GPU numbers "
-              "are not measured.")
+    _preamble(f"{os.cpu_count()} CPU cores ({platform.processor() or platform.machine()}), "
+              f"dtype {args.dtype}, median of {args.rounds} interleaved rounds")
     if torch_parts is None:
         print(f"PyTorch columns: skipped, {torch_note}.")
     else:

@@ -12,7 +12,7 @@ each function's docstring gives its formula, shapes, an example and its referenc
 from jloss import analysis, metrics, plot
 from jloss._core.checks import LossInputError, checked
 from jloss.analysis import loss_landscape
-from jloss.heads.linear_cross_entropy import linear_cross_entropy
+from jloss.heads.linear_cross_entropy import linear_cross_entropy, linear_log_probs
 from jloss.losses.classification import (
     binary_cross_entropy,
     binary_focal_loss,
@@ -81,6 +81,7 @@ __all__ = [
     "kl_divergence",
     "learning_rate",
     "linear_cross_entropy",
+    "linear_log_probs",
     "log_cosh",
     "loss_landscape",
     "lr_finder",

@@ -36,3 +36,17 @@ def test_train_step_benchmark_worker_processes():
     runs = train_step.step_cases_in_processes(1, ["--quick"])
     assert len(runs) == 1 and len(runs[0]) == len(train_step.STEP_CASES)
     assert all(ours > 0 and hand > 0 and ratio > 0 for ours, hand, ratio in runs[0])
+
+
+def test_linear_cross_entropy_mesh_benchmark_functions():
+    import jax
+    import linear_cross_entropy as lce
+
+    mesh = jax.make_mesh((2, 2), ("data", "model"), axis_types=(jax.sharding.AxisType.Auto,) * 2)
+    timer = lce.QuietTimer(max_foreign=1e9, tries=1, max_wait=0)
+    results = lce.bench_mesh(64, 16, 512, mesh, rounds=1, timer=timer)
+    assert set(results) == set(lce.MESH_PROGRAMS)
+    for temp, found, seconds in results.values():
+        assert temp >= 0 and seconds > 0 and found  # every program has collectives on this mesh
+    assert not [c for c in results["fused"][1] if c[0] == "all-gather"]
+    assert "all-reduce 16x256" in lce.describe_collectives(results["fused"][1])  # dweight, one shard

@@ -10,7 +10,12 @@ import pytest
 from jax.test_util import check_grads
 
 import jloss
-from jloss.heads.linear_cross_entropy import default_block_size, linear_cross_entropy
+from jloss.heads.linear_cross_entropy import (
+    default_block_size,
+    linear_cross_entropy,
+    linear_log_probs,
+)
+from jloss.kernels import blocked_head
 
 D, V = 16, 100  # V is not a multiple of the block sizes used below
 
@@ -25,11 +30,12 @@ def _inputs(batch=(3, 5), d=D, v=V, seed=0, dtype=jnp.float32):
 
 
 def _reference(hidden, weight, labels, *, bias=None, block_size=None, logit_softcap=None,
-               **options):
+               temperature=1.0, **options):
     del block_size
     logits = hidden @ weight
     if bias is not None:
         logits = logits + bias
+    logits = logits / temperature
     if logit_softcap is not None:
         logits = logit_softcap * jnp.tanh(logits / logit_softcap)
     return jloss.sparse_categorical_cross_entropy(logits, labels, **options)
@@ -67,6 +73,7 @@ _BATCH = (3, 5)
 _rng = np.random.default_rng(1)
 _WEIGHTS = jnp.asarray(_rng.uniform(0, 2, size=_BATCH), jnp.float32)
 _WHERE = jnp.asarray(_rng.uniform(size=_BATCH) > 0.3)
+_CLASS_WEIGHTS = jnp.asarray(_rng.uniform(0.2, 3, size=(V,)), jnp.float32)
 
 # id -> (options, use bias): each option alone, then all together per reduction.
 # V = 100: block 32 leaves a remainder block of 4, block 25 divides V.
@@ -78,6 +85,11 @@ CASES = {
     "z_loss_softcap": ({"z_loss": 1e-2, "logit_softcap": 2.5, "block_size": 32}, True),
     "weights_where_block_divides_V": ({"weights": _WEIGHTS[:1], "where": _WHERE,
                                        "block_size": 25}, True),
+    "temperature_class_weights": ({"temperature": 0.7, "class_weights": _CLASS_WEIGHTS,
+                                   "block_size": 32}, True),
+    "temperature_softcap_class_weights_smoothing": ({
+        "temperature": 1.6, "logit_softcap": 2.0, "class_weights": _CLASS_WEIGHTS,
+        "label_smoothing": 0.2, "ignore_index": 7, "block_size": 48}, False),
     "everything_mean": ({"ignore_index": 7, "label_smoothing": 0.3, "z_loss": 1e-3,
                          "logit_softcap": 4.0, "weights": _WEIGHTS, "where": _WHERE,
                          "block_size": 32}, True),
@@ -116,7 +128,97 @@ def test_matches_materialised_sparse_ce(case):
 
 def test_top_level_export():
     assert jloss.linear_cross_entropy is linear_cross_entropy
-    assert "linear_cross_entropy" in jloss.__all__
+    assert jloss.linear_log_probs is linear_log_probs
+    assert {"linear_cross_entropy", "linear_log_probs"} <= set(jloss.__all__)
+
+
+def _log_softmax_reference(hidden, weight, labels, bias=None, temperature=1.0, logit_softcap=None):
+    logits = (hidden @ weight + (0 if bias is None else bias)) / temperature
+    if logit_softcap is not None:
+        logits = logit_softcap * jnp.tanh(logits / logit_softcap)
+    return jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], -1)[..., 0]
+
+
+@jax.jit
+def _log_probs_and_grads(hidden, weight, bias, labels, cotangent):
+    options = {"temperature": 0.8, "logit_softcap": 3.0}
+
+    def run(fn, **extra):
+        def scalar(h, w, b):
+            return jnp.sum(fn(h, w, labels, bias=b, **options, **extra) * cotangent)
+        return fn(hidden, weight, labels, bias=bias, **options, **extra), jax.grad(
+            scalar, argnums=(0, 1, 2))(hidden, weight, bias)
+
+    return run(linear_log_probs, block_size=32), run(_log_softmax_reference)
+
+
+def test_linear_log_probs_matches_log_softmax_in_value_and_gradient():
+    hidden, weight, bias, labels = _inputs(_BATCH)
+    cotangent = jnp.asarray(np.random.default_rng(3).normal(size=_BATCH), jnp.float32)
+    (got, got_grads), (want, want_grads) = _log_probs_and_grads(hidden, weight, bias, labels,
+                                                                cotangent)
+    assert got.shape == labels.shape and np.all(np.asarray(got) <= 0)
+    _assert_close(got, want, 1e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        _assert_close(g, w, 1e-4)
+    # the negative of the unreduced cross-entropy, and -log(V) for a zero head
+    ce = linear_cross_entropy(hidden, weight, labels, bias=bias, reduction="none")
+    _assert_close(-linear_log_probs(hidden, weight, labels, bias=bias), ce, 1e-6)
+    flat = linear_log_probs(hidden, jnp.zeros_like(weight), labels)
+    np.testing.assert_allclose(np.asarray(flat), -np.log(V), rtol=1e-6)
+
+
+def test_return_stats_against_numpy():
+    hidden, weight, bias, labels = _inputs(_BATCH)
+    where = _WHERE
+    loss, stats = linear_cross_entropy(hidden, weight, labels, bias=bias, block_size=32,
+                                       temperature=0.9, where=where, return_stats=True)
+    assert float(loss) == float(linear_cross_entropy(hidden, weight, labels, bias=bias,
+                                                     block_size=32, temperature=0.9, where=where))
+    x = (np.asarray(hidden, np.float64) @ np.asarray(weight, np.float64)
+         + np.asarray(bias, np.float64)) / 0.9
+    lse = np.log(np.sum(np.exp(x), axis=-1))
+    logp = x - lse[..., None]
+    want = {"logsumexp": lse, "entropy": -np.sum(np.exp(logp) * logp, axis=-1),
+            "argmax": np.argmax(x, axis=-1),
+            "label_logprob": np.take_along_axis(logp, np.asarray(labels)[..., None], -1)[..., 0]}
+    keep = np.asarray(where)
+    assert set(stats) == set(want)
+    for name, value in want.items():
+        got = np.asarray(stats[name])
+        assert got.shape == labels.shape, name
+        np.testing.assert_allclose(got[keep], value[keep], rtol=1e-5, err_msg=name)
+        assert np.all(got[~keep] == (-1 if name == "argmax" else 0)), name
+    assert stats["argmax"].dtype == jnp.int32
+
+    def stats_only(h):
+        _, st = linear_cross_entropy(h, weight, labels, block_size=32, return_stats=True)
+        return sum(jnp.sum(v) for k, v in st.items() if k != "argmax")
+
+    assert float(jnp.max(jnp.abs(jax.grad(stats_only)(hidden)))) == 0.0  # no gradient
+
+
+def test_infinite_softcap_is_no_cap():
+    hidden, weight, bias, labels = _inputs(_BATCH)
+    capped = jax.value_and_grad(lambda h: linear_cross_entropy(
+        h, weight, labels, bias=bias, logit_softcap=float("inf")))(hidden)
+    plain = jax.value_and_grad(lambda h: linear_cross_entropy(h, weight, labels, bias=bias))(hidden)
+    for a, b in zip(capped, plain, strict=True):
+        assert np.all(np.isfinite(np.asarray(a)))
+        np.testing.assert_array_equal(a, b)
+
+
+def test_token_chunks_match_one_pass(monkeypatch):
+    # a tiny tile budget cuts the 15 rows into chunks of 8 (and a remainder of 7)
+    monkeypatch.setattr(blocked_head, "TILE_BUDGET_BYTES", 4 * 32 * 8)
+    assert blocked_head.row_block_size(15, 32) == 8
+    hidden, weight, bias, labels = _inputs(_BATCH)
+    options = {"block_size": 32, "label_smoothing": 0.1, "z_loss": 1e-3, "ignore_index": 7,
+               "class_weights": _CLASS_WEIGHTS}
+    (got, got_grads), (want, want_grads) = _compare(hidden, weight, bias, labels, options)
+    _assert_close(got, want, 1e-5)
+    for g, w in zip(got_grads, want_grads, strict=True):
+        _assert_close(g, w, 1e-4)
 
 
 def test_float64_gradients():
@@ -260,6 +362,25 @@ def test_scratch_memory_does_not_grow_with_vocabulary_and_no_logits_buffer():
     assert naive.memory_analysis().temp_size_in_bytes >= n * 1024 * 4
 
 
+def test_many_tokens_are_processed_in_chunks():
+    # N = 65,536 tokens: the default block is the 256 minimum, and an (N, 256) tile alone would
+    # be 64 MiB; the rows are cut into chunks of 4,096 (compile only, nothing allocated)
+    n, d, v = 65536, 512, 32768
+    assert blocked_head.row_block_size(n, default_block_size(n, v)) == 4096
+    hidden = jax.ShapeDtypeStruct((n, d), jnp.float32)
+    weight = jax.ShapeDtypeStruct((d, v), jnp.float32)
+    labels = jax.ShapeDtypeStruct((n,), jnp.int32)
+
+    def scratch(f):
+        compiled = jax.jit(jax.value_and_grad(f, argnums=(0, 1))).lower(hidden, weight, labels)
+        return compiled.compile().memory_analysis().temp_size_in_bytes
+
+    fused = scratch(linear_cross_entropy)
+    materialised = scratch(lambda h, w, y: jloss.sparse_categorical_cross_entropy(h @ w, y))
+    assert materialised >= n * v * 4
+    assert fused <= materialised / 20, (fused, materialised)
+
+
 # ------------------------------------------------------ block size and checks
 
 
@@ -291,6 +412,17 @@ def test_default_block_size_rule():
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, logit_softcap=0.0), ValueError,
      "logit_softcap"),
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, block_size=0), ValueError, "block_size"),
+    (lambda h, w, b, y: linear_cross_entropy(h, w, y, temperature=0.0), ValueError,
+     "temperature"),
+    (lambda h, w, b, y: linear_log_probs(h, w, y, temperature=-1.0), ValueError, "temperature"),
+    (lambda h, w, b, y: linear_cross_entropy(h, w, y, class_weights=b[:-1]), ValueError,
+     r"class_weights has shape \(99,\)"),
+    (lambda h, w, b, y: linear_cross_entropy(h, w, y, class_weights=b), ValueError,
+     "class_weights must be >= 0"),
+    (lambda h, w, b, y: linear_cross_entropy(h, w, y, vocab_axis="model"), ValueError,
+     "vocab_axis='model'.*jax.shard_map"),
+    (lambda h, w, b, y: linear_log_probs(h, w, y.at[0, 0].set(V)), jloss.LossInputError,
+     r"\[0, 100\)"),
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, block_size=2.5), ValueError,
      "block_size"),
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, weights=jnp.ones((4,))), ValueError,

@@ -5,53 +5,19 @@ parameters as the single-process, single-device run. Subprocesses have a
 timeout, so the suite cannot hang.
 """
 
-import json
-import os
 import pathlib
-import socket
-import subprocess
 import sys
 
 import numpy as np
-import pytest
+from _multiprocess import launch as launch_workers
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent
 WORKER = HERE / "_multiprocess_worker.py"
 NUM_PROCESSES, LOCAL_DEVICES, STEPS, TIMEOUT_S = 2, 2, 5, 180
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def launch():
-    port = free_port()
-    env = dict(os.environ, JAX_PLATFORMS="cpu",
-               XLA_FLAGS=f"--xla_force_host_platform_device_count={LOCAL_DEVICES}",
-               PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
-    args = [str(port), str(NUM_PROCESSES), str(STEPS)]
-    procs = [subprocess.Popen([sys.executable, str(WORKER), str(i), *args], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-             for i in range(NUM_PROCESSES)]
-    outputs = []
-    try:
-        for p in procs:
-            outputs.append(p.communicate(timeout=TIMEOUT_S))
-    except subprocess.TimeoutExpired:
-        for p in procs:
-            p.kill()
-        for p in procs:
-            p.communicate()
-        pytest.fail(f"multi-process training did not finish within {TIMEOUT_S} s")
-    results = []
-    for p, (out, err) in zip(procs, outputs, strict=True):
-        lines = [line for line in out.splitlines() if line.startswith("RESULT ")]
-        assert p.returncode == 0 and lines, f"worker failed (rc={p.returncode}):\n{err[-3000:]}"
-        results.append(json.loads(lines[-1][len("RESULT "):]))
-    return results
+    return launch_workers(WORKER, NUM_PROCESSES, LOCAL_DEVICES, [STEPS], TIMEOUT_S)
 
 
 def test_mesh_step_across_two_processes_matches_single_process():

@@ -88,7 +88,7 @@ def _select(x, mask, fill):
     return jnp.where(m, x, fill)
 
 
-def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None):
+def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None, axis_name=None):
     """Apply mask and weights to the unreduced ``loss`` and reduce it.
 
     Args:
@@ -98,6 +98,8 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
       reduction: "mean", "sum" or "none".
       normalizer: per-position weight ``c`` counted in the denominator of
         "mean" (the class weight of the label), or None for 1.
+      axis_name: a mesh axis (inside ``shard_map``) over which the loss is
+        split: "sum" and "mean" are taken over every device's positions.
     """
     w = None if weights is None else jnp.broadcast_to(jnp.asarray(weights, loss.dtype), loss.shape)
     if w is not None and mask is not None:
@@ -107,7 +109,7 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
         weighted = jnp.where(mask, weighted, 0)
     if reduction == "none":
         return weighted
-    total = jnp.sum(weighted)
+    total = _psum(jnp.sum(weighted), axis_name)
     if reduction == "sum":
         return total
     count = jnp.ones(loss.shape, loss.dtype)
@@ -117,9 +119,13 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
         count = count * normalizer
     if mask is not None:
         count = jnp.where(mask, count, 0)
-    count = jnp.sum(count)
+    count = _psum(jnp.sum(count), axis_name)
     axis = _MEAN_AXIS.value
     if axis is not None:
         count = jax.lax.pmean(count, axis)
     empty = count == 0
     return jnp.where(empty, jnp.zeros((), loss.dtype), total / jnp.where(empty, 1, count))
+
+
+def _psum(x, axis_name):
+    return x if axis_name is None else jax.lax.psum(x, axis_name)

@@ -1,282 +1,168 @@
-"""Fused output head + cross-entropy for large vocabularies.
+"""Fused output heads for large vocabularies: :func:`linear_cross_entropy` and :func:`linear_log_probs`.
 
-:func:`linear_cross_entropy` computes
-``sparse_categorical_cross_entropy(softcap(hidden @ weight + bias), labels)``
-without ever holding the ``(..., V)`` logits. The vocabulary is cut into
-blocks of ``block_size`` classes (columns of ``weight``):
-
-* forward: one pass over the blocks builds, per example, the logsumexp
-  online (running max and running sum of exponentials, in float32), the
-  label's logit (taken in the block that holds it) and, with label smoothing,
-  the number and the sum of the finite logits;
-* backward (``jax.custom_vjp``): a second pass recomputes each block's
-  logits, forms the closed-form cotangent ``softmax - target`` of that block
-  (:func:`jloss.kernels.sparse_ce_grad`, the same code as the dense kernel),
-  writes that block of ``dweight`` / ``dbias`` in place, and accumulates
-  ``dhidden`` in float32.
-
-The blocks are ``jax.lax.dynamic_slice_in_dim`` views of ``weight`` inside a
-``fori_loop`` (a remainder block of ``V % block_size`` classes is a separate
-static slice), so ``weight`` is never padded or copied and the scratch memory
-is a few ``(N, block_size)`` tiles plus ``(N, D)``: it does not grow with V.
-The backward does four matmuls' worth of work (the forward's logits are
-recomputed) where the materialised path does three, but it never writes or
-reads a ``(N, V)`` array; see ``benchmarks/linear_cross_entropy.py``.
+Both compute from ``softcap((hidden @ weight + bias) / temperature)`` without
+ever holding the ``(..., V)`` logits: the vocabulary-blocked kernel with its
+closed-form backward lives in :mod:`jloss.kernels.blocked_head`; this module
+checks the inputs, applies masks, weights and reductions, and places the
+computation on a mesh (``vocab_axis``, ``batch_axes``): inside
+``jax.shard_map`` it runs on the local shards; under ``jax.jit`` on global
+arrays with a mesh set (``jax.set_mesh``) it wraps a ``shard_map`` itself,
+with ``weight`` sharded over ``vocab_axis`` along V and the tokens over
+``batch_axes``.
 """
 
 import functools
-from typing import NamedTuple
+import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import PartitionSpec as P
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.layout import label_mask, sparse_rows
+from jloss._core.layout import check_class_vector, label_mask, sparse_rows
 from jloss._core.reduce import reduce_loss
-from jloss.kernels.common import softmax_rel, vary_together, zero_cotangent
-from jloss.kernels.softmax import sparse_ce_from_stats, sparse_ce_grad
+from jloss.kernels.blocked_head import (
+    Head,
+    HeadConfig,
+    blocked_head_ce,
+    default_block_size,
+    label_value,
+    row_block_size,
+)
+from jloss.kernels.common import vary_together
 
-#: ``block_size=None`` keeps one ``(N, block)`` float32 tile of logits within
-#: this many bytes (see :func:`default_block_size`).
-TILE_BUDGET_BYTES = 4 * 2**20
-MIN_BLOCK = 256
-MAX_BLOCK = 4096
-BLOCK_MULTIPLE = 128
-
-
-def default_block_size(num_rows, vocab_size):
-    """The vocabulary block used when ``block_size=None``.
-
-    Rule: the largest multiple of 128 whose ``(num_rows, block)`` float32 tile
-    of logits fits in :data:`TILE_BUDGET_BYTES` (4 MiB), clamped to
-    ``[256, 4096]``, and never more than ``vocab_size`` (a vocabulary of at
-    most 256 classes is a single block). Big blocks keep the matmuls
-    efficient; a bounded tile keeps the scratch memory small and the
-    elementwise work in cache. For N = 2048 rows this gives 512.
-    """
-    rows = max(int(num_rows), 1)
-    block = TILE_BUDGET_BYTES // (4 * rows) // BLOCK_MULTIPLE * BLOCK_MULTIPLE
-    block = min(max(block, MIN_BLOCK), MAX_BLOCK)
-    return max(min(block, int(vocab_size)), 1)
+__all__ = ["default_block_size", "linear_cross_entropy", "linear_log_probs"]
 
 
-class _Config(NamedTuple):
-    block: int
-    smoothing_on: bool
-    softcap_on: bool
+# ------------------------------------------------------------ placement on a mesh
 
 
-# ------------------------------------------------------------ the blocks
+def _axes(axes):
+    """``batch_axes`` / ``vocab_axis`` as a tuple of axis names (empty for None)."""
+    if axes is None:
+        return ()
+    return (axes,) if isinstance(axes, str) else tuple(axes)
 
 
-def _safe_max(m):
-    """A running max usable as a shift: 0 while every logit so far is -inf."""
-    return jnp.where(jnp.isfinite(m), m, 0)
+def _placement(vocab_axis, batch_axes):
+    """``None`` (no mesh), ``"manual"`` (inside ``shard_map``) or ``"mesh"`` (global arrays)."""
+    names = _axes(vocab_axis) + _axes(batch_axes)
+    if not names:
+        return None
+    if len(_axes(vocab_axis)) > 1:
+        raise ValueError(f"vocab_axis must be one mesh axis name, got {vocab_axis!r}")
+    mesh = jax.sharding.get_abstract_mesh()
+    manual = [a for a in names if a in mesh.manual_axes]
+    if manual and len(manual) == len(names):
+        return "manual"
+    missing = [a for a in names if a not in mesh.axis_names]
+    if manual or missing:
+        raise ValueError(
+            f"vocab_axis={vocab_axis!r} and batch_axes={batch_axes!r} must all be axes of the "
+            f"current mesh {dict(mesh.shape)}: call inside jax.shard_map over them, or on global "
+            "arrays under jax.set_mesh(mesh)")
+    return "mesh"
 
 
-def _for_each_block(block, weight, bias, body, carry):
-    """``carry = body(carry, w_blk, b_blk, start)`` over the vocabulary blocks.
-
-    Full blocks run in a ``fori_loop`` on dynamic slices of ``weight`` (no
-    copy of ``weight``); the ``V % block`` remainder is one static slice.
-    """
-    vocab = weight.shape[1]
-    full, rest = divmod(vocab, block)
-
-    def step(j, carry):
-        start = j * block
-        w_blk = jax.lax.dynamic_slice_in_dim(weight, start, block, axis=1)
-        b_blk = None if bias is None else jax.lax.dynamic_slice_in_dim(bias, start, block)
-        return body(carry, w_blk, b_blk, start)
-
-    if full == 1:
-        carry = step(0, carry)
-    elif full > 1:
-        carry = jax.lax.fori_loop(0, full, step, carry)
-    if rest:
-        start = full * block
-        carry = body(carry, weight[:, start:], None if bias is None else bias[start:], start)
-    return carry
+def _sizes(placement, vocab_axis, batch_axes, num_rows, vocab):
+    """``(rows per device, classes per device, global V)``; checks divisibility on a mesh."""
+    if placement is None:
+        return num_rows, vocab, vocab
+    shape = jax.sharding.get_abstract_mesh().shape
+    m = shape[vocab_axis] if vocab_axis is not None else 1
+    b = math.prod(shape[a] for a in _axes(batch_axes))
+    if placement == "manual":
+        return num_rows, vocab, vocab * m
+    if vocab % m:
+        raise ValueError(f"weight has {vocab} classes, not divisible by the {m} devices of "
+                         f"vocab_axis={vocab_axis!r}")
+    if num_rows % b:
+        raise ValueError(f"labels hold {num_rows} tokens, not divisible by the {b} devices of "
+                         f"batch_axes={batch_axes!r}")
+    return num_rows // b, vocab // m, vocab
 
 
-def _block_logits(cfg, hidden, w_blk, b_blk, cap, dtype):
-    """Logits of one block in the compute dtype, and ``tanh(z / cap)`` with softcap."""
-    z = jnp.dot(hidden, w_blk, preferred_element_type=dtype)
-    if b_blk is not None:
-        z = z + b_blk.astype(dtype)
-    if not cfg.softcap_on:
-        return z, None
-    t = jnp.tanh(z / cap)
-    return cap * t, t
+def _place(x, spec):
+    """``x`` laid out as ``spec`` on the current mesh (explicit or automatic axes)."""
+    if x is None:
+        return None
+    mesh = jax.sharding.get_abstract_mesh()
+    if all(t == jax.sharding.AxisType.Explicit for t in mesh.axis_types):
+        return jax.reshard(x, spec)
+    return jax.lax.with_sharding_constraint(x, spec)
 
 
-# ------------------------------------------------------------ custom VJP
+@functools.partial(jax.jit, static_argnames=("static_items",))
+def _on_mesh(hidden, weight, bias, labels, class_weights, hypers, weights, where, *, static_items):
+    """:func:`_linear_ce` on global arrays: one ``shard_map`` over the vocabulary and token axes."""
+    static = dict(static_items)
+    vocab_axis, batch_axes = static["vocab_axis"], static["batch_axes"]
+    shape = labels.shape
+    n = math.prod(shape)
+    tokens, vocab = P(batch_axes), P(vocab_axis)
+    flat = [hidden.reshape(n, hidden.shape[-1]), weight, bias, labels.reshape(n), class_weights]
+    specs = [P(batch_axes, None), P(None, vocab_axis), vocab, tokens, vocab]
+    for opt in (weights, where):
+        flat.append(None if opt is None else jnp.broadcast_to(opt, shape).reshape(n))
+        specs.append(tokens)
+    flat = [_place(x, s) for x, s in zip(flat, specs, strict=True)]
+    h, w, b, y, cw, wts, whr = flat
+    out_loss = tokens if static["reduction"] == "none" else P()
+    out_stats = {k: tokens for k in _STATS} if static["stats_on"] else None
+
+    def local(h, w, b, y, cw, hypers, wts, whr):
+        return _linear_ce(h, w, b, y, cw, *hypers, wts, whr, **static)
+
+    loss, stats = jax.shard_map(local, in_specs=(*specs[:5], P(), tokens, tokens),
+                                out_specs=(out_loss, out_stats))(h, w, b, y, cw, hypers, wts, whr)
+    if static["reduction"] == "none":
+        loss = loss.reshape(shape)
+    if stats is not None:
+        stats = {k: v.reshape(shape) for k, v in stats.items()}
+    return loss, stats
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _fused_ce(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
-    """Per-example sparse CE of ``softcap(hidden @ weight + bias)``; (N, D) rows, (N,) labels."""
-    return _fused_fwd(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap)[0]
+# ------------------------------------------------------------ the blocked computation
 
 
-def _fused_fwd(cfg, hidden, weight, bias, labels, smoothing, z_loss, cap):
+_STATS = ("logsumexp", "entropy", "argmax", "label_logprob")
+
+
+@functools.partial(jax.jit, static_argnames=("block", "rows", "ignore_index", "smoothing_on",
+                                             "stats_on", "vocab_axis", "batch_axes", "reduction"))
+def _linear_ce(hidden, weight, bias, labels, class_weights, smoothing, z_loss, temperature, cap,
+               weights, where, *, block, rows, ignore_index, smoothing_on, stats_on, vocab_axis,
+               batch_axes, reduction):
+    vocab = weight.shape[1] * (1 if vocab_axis is None else jax.lax.axis_size(vocab_axis))
+    h, y, valid, mask = sparse_rows(hidden, labels, where, ignore_index, -1, 0, num_classes=vocab)
     dtype = compute_dtype(hidden, weight, bias)
-    vocab = weight.shape[1]
-
-    def body(carry, w_blk, b_blk, start):
-        m, s, picked, count, shifted_sum = carry
-        x, _ = _block_logits(cfg, hidden, w_blk, b_blk, cap, dtype)
-        m_new = jnp.maximum(m, jnp.max(x, axis=1))
-        ref_old, ref_new = _safe_max(m), _safe_max(m_new)
-        s = s * jnp.exp(m - ref_new) + jnp.sum(jnp.exp(x - ref_new[:, None]), axis=1)
-        local = labels - start
-        inside = (local >= 0) & (local < x.shape[1])
-        here = jnp.take_along_axis(x, jnp.clip(local, 0, x.shape[1] - 1)[:, None], axis=1)[:, 0]
-        picked = jnp.where(inside, here, picked)
-        if cfg.smoothing_on:
-            finite = jnp.isfinite(x)
-            shifted_sum = (shifted_sum + count * (ref_old - ref_new)
-                           + jnp.sum(jnp.where(finite, x - ref_new[:, None], 0), axis=1))
-            count = count + jnp.sum(finite, axis=1, dtype=dtype)
-        return m_new, s, picked, count, shifted_sum
-
-    zeros = jnp.zeros_like(labels, dtype)
-    init = (jnp.full_like(labels, -jnp.inf, dtype), zeros, zeros, zeros, zeros)
-    m, s, picked, count, shifted_sum = _for_each_block(cfg.block, weight, bias, body, init)
-    ref = _safe_max(m)
-    lse_rel = jnp.log(s)
-    lse = ref + lse_rel
-    if not cfg.smoothing_on:
-        count = shifted_sum = None
-    loss = sparse_ce_from_stats(lse_rel, picked - ref, lse, 1.0, count, shifted_sum,
-                                        smoothing, z_loss, vocab)
-    return loss, (hidden, weight, bias, labels, ref, lse_rel, count, smoothing, z_loss, cap)
+    # hyperparameters are not learned: no gradient, the mean's denominator included
+    class_weights, smoothing, z_loss, temperature, cap = (
+        None if v is None else jax.lax.stop_gradient(jnp.asarray(v, dtype))
+        for v in (class_weights, smoothing, z_loss, temperature, cap))
+    h, y = vary_together(h, y)  # the kernel sums dweight over the axes only h varies along
+    cfg = HeadConfig(block=block, rows=rows, smoothing_on=smoothing_on, stats_on=stats_on,
+                     vocab_axis=vocab_axis)
+    loss, stats = blocked_head_ce(cfg, h, Head(weight, bias, class_weights, temperature, cap), y,
+                                  smoothing, z_loss)
+    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    normalizer = None
+    if class_weights is not None:
+        normalizer = label_value(class_weights, y, vocab_axis).reshape(labels.shape)
+    out = reduce_loss(loss, mask, weights, reduction, normalizer, axis_name=batch_axes)
+    if stats is not None:
+        keep = jnp.ones(labels.shape, bool) if mask is None else mask
+        stats["label_logprob"] = jnp.where(valid, stats["label_logprob"], jnp.nan)
+        stats = {k: jnp.where(keep, stats[k].reshape(labels.shape), -1 if k == "argmax" else 0)
+                 for k in _STATS}
+    return out, stats
 
 
-def _fused_bwd(cfg, res, g):
-    hidden, weight, bias, labels, ref, lse_rel, count, smoothing, z_loss, cap = res
-    dtype = compute_dtype(hidden, weight, bias)
-    operand = jnp.result_type(hidden, weight)  # the dtype the materialised logits would have
-    vocab = weight.shape[1]
-    g = g.astype(dtype)
-    hidden_op = hidden.astype(operand)  # a no-op unless hidden and weight dtypes differ
-
-    def body(carry, w_blk, b_blk, start):
-        dhidden, dweight, dbias = carry
-        x, t = _block_logits(cfg, hidden, w_blk, b_blk, cap, dtype)
-        is_label = jnp.arange(x.shape[1])[None, :] == (labels - start)[:, None]
-        shifted = x - ref[:, None]
-        finite = jnp.isfinite(shifted) if cfg.smoothing_on else None
-        dx = sparse_ce_grad(softmax_rel(shifted, lse_rel), finite, is_label, g,
-                                    1.0, 1.0, ref + lse_rel, count, smoothing, z_loss, vocab)
-        if cfg.softcap_on:
-            dx = dx * (1 - t * t)
-        dz = dx.astype(operand)
-        dw_blk = jax.lax.dot_general(hidden_op, dz, (((0,), (0,)), ((), ())),
-                                     preferred_element_type=dtype)
-        dweight = jax.lax.dynamic_update_slice_in_dim(
-            dweight, dw_blk.astype(weight.dtype), start, axis=1)
-        if dbias is not None:
-            dbias = jax.lax.dynamic_update_slice_in_dim(
-                dbias, jnp.sum(dx, axis=0).astype(bias.dtype), start, axis=0)
-        dhidden = dhidden + jax.lax.dot_general(dz, w_blk.astype(operand),
-                                                (((1,), (1,)), ((), ())),
-                                                preferred_element_type=dtype)
-        return dhidden, dweight, dbias
-
-    init = (jnp.zeros_like(hidden, dtype), jnp.zeros_like(weight),
-            None if bias is None else jnp.zeros_like(bias))
-    dhidden, dweight, dbias = _for_each_block(cfg.block, weight, bias, body, init)
-    return (dhidden.astype(hidden.dtype), dweight, dbias,
-            np.zeros(labels.shape, dtype=jax.dtypes.float0),
-            zero_cotangent(smoothing), zero_cotangent(z_loss), zero_cotangent(cap))
-
-
-_fused_ce.defvjp(_fused_fwd, _fused_bwd)
-
-
-# ------------------------------------------------------------ public API
-
-
-def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
-                         ignore_index=None, label_smoothing=0.0, z_loss=0.0,
-                         logit_softcap=None, weights=None, where=None, reduction="mean"):
-    r"""Output projection and sparse softmax cross-entropy, never materialising the logits.
-
-    .. math::
-       \ell = (1 - s)(-\log p_y) + \frac{s}{V} \sum_{c:\, x_c \text{ finite}} (-\log p_c)
-       + z \, \big(\log\textstyle\sum_c e^{x_c}\big)^2,
-       \qquad x = \mathrm{softcap}(h W + b), \quad p = \mathrm{softmax}(x)
-
-    Equal in value and gradient (for ``hidden``, ``weight`` and ``bias``) to::
-
-        logits = hidden @ weight + bias
-        if logit_softcap: logits = logit_softcap * tanh(logits / logit_softcap)
-        sparse_categorical_cross_entropy(logits, labels, ignore_index=..., label_smoothing=...,
-                                         z_loss=..., weights=..., where=..., reduction=...)
-
-    but the ``(..., V)`` logits never exist: the vocabulary is processed in
-    blocks of ``block_size`` classes, a ``jax.custom_vjp`` recomputes each
-    block's logits in the backward pass, and the scratch memory grows with
-    ``block_size`` and the number of rows, not with V. Use it for the last layer
-    of a language model (large vocabularies), where the logits take most of the
-    activation memory. Forward-mode autodiff applied directly (``jax.jvp``,
-    ``jax.jacfwd``) is not supported. The blockwise method of Cut Cross-Entropy
-    and Liger-Kernel's fused linear cross-entropy.
-
-    Args:
-      hidden: ``(..., D)`` float activations (the input of the output layer).
-      weight: ``(D, V)`` float output projection (the Flax ``Dense`` kernel
-        layout; pass a tied embedding table ``(V, D)`` as ``table.T``).
-      labels: integer ``(...)`` class indices in ``[0, V)``, the shape of
-        ``hidden`` without its last axis.
-      bias: ``(V,)`` or None. A -inf bias entry masks that class (without softcap).
-      block_size: classes per block (a Python int), or None for the default:
-        the largest multiple of 128 that keeps a ``(N, block)`` float32 tile
-        within 4 MiB, clamped to [256, 4096] and to V. V need not be a multiple
-        of it.
-      ignore_index: a label value that is masked out (and never value-checked), or None.
-      label_smoothing: ``s`` in [0, 1].
-      z_loss: ``z >= 0`` (PaLM's z-loss).
-      logit_softcap: ``c > 0`` applies ``c * tanh(x / c)`` to the logits (Gemma 2)
-        and differentiates through it; None for no cap.
-      weights: non-negative weights broadcastable to ``labels.shape``, or None.
-      where: boolean mask broadcastable to ``labels.shape``, or None.
-      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`); ``"mean"``
-        divides by the (weighted) number of counted examples.
-
-    Returns:
-      A float32 scalar (float64 for float64 inputs) for ``"mean"`` and ``"sum"``;
-      for ``"none"`` the loss per example, of shape ``labels.shape``. Gradients
-      come back in the dtype of each input; bfloat16 / float16 inputs are
-      multiplied with float32 accumulation and every statistic (logsumexp,
-      ``dhidden``) is kept in float32.
-
-    Raises:
-      ValueError: bad shapes or options.
-      TypeError: integer ``hidden`` / ``weight``, or float ``labels``.
-      LossInputError: labels outside ``[0, V)`` that are not ``ignore_index``
-        (eager calls).
-
-    Examples:
-      >>> import jax.numpy as jnp
-      >>> import jloss
-      >>> hidden = jnp.array([[1.0, 0.0], [0.0, 1.0]])
-      >>> weight = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
-      >>> labels = jnp.array([0, 1])
-      >>> round(float(jloss.linear_cross_entropy(hidden, weight, labels)), 4)
-      0.6691
-      >>> dense = jloss.sparse_categorical_cross_entropy(hidden @ weight, labels)
-      >>> round(float(dense), 4)
-      0.6691
-
-    References:
-      Wijmans, E. et al. (2024). Cut Your Losses in Large-Vocabulary Language
-      Models; Liger-Kernel's fused linear cross-entropy; Gemma Team (2024),
-      Gemma 2 (logit soft-capping); PyTorch ``torch.nn.functional.cross_entropy``.
-    """
+def _check_head(hidden, weight, labels, bias, class_weights, logit_softcap, temperature,
+                block_size, vocab_axis, batch_axes):
+    """Checks shared by the fused heads; returns ``(cap, static sizes, placement)``."""
     checks.check_float(hidden=hidden, weight=weight)
     if bias is not None:
         checks.check_float(bias=bias)
@@ -293,36 +179,242 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
         raise ValueError(f"weight has shape {w_shape}: the vocabulary V must not be empty")
     if bias is not None:
         checks.check_shape("bias", bias, (vocab,), f"weight with {vocab} classes")
+    check_class_vector("class_weights", class_weights, vocab)
+    checks.check_range("class_weights", class_weights, low=0)
     loss_shape = h_shape[:-1]
     checks.check_integer(labels=labels)
     checks.check_shape("labels", labels, loss_shape, f"hidden {h_shape} without its last axis")
+    checks.check_range("temperature", temperature, low=0, low_open=True)
+    if logit_softcap is not None:
+        checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
+    cap = logit_softcap
+    c = checks.concrete(logit_softcap)
+    if c is not None and c.ndim == 0 and np.isposinf(c):
+        cap = None  # c * tanh(x / c) -> x as c -> inf: no cap
+    placement = _placement(vocab_axis, batch_axes)
+    rows, local_vocab, global_vocab = _sizes(placement, vocab_axis, batch_axes,
+                                             math.prod(loss_shape), vocab)
+    if block_size is None:
+        block = default_block_size(rows, local_vocab)
+    else:
+        block = min(checks.check_int("block_size", block_size, low=1), local_vocab)
+    sizes = {"block": block, "rows": row_block_size(rows, block),
+             "vocab_axis": vocab_axis, "batch_axes": _axes(batch_axes) or None}
+    return cap, sizes, placement, global_vocab, loss_shape
+
+
+def _temperature(temperature):
+    """None when the temperature is statically 1 (no division)."""
+    t = checks.concrete(temperature)
+    return None if t is not None and t.ndim == 0 and float(t) == 1.0 else temperature
+
+
+def _run(placement, hidden, weight, bias, labels, class_weights, hypers, weights, where, static):
+    if placement == "mesh":
+        return _on_mesh(hidden, weight, bias, labels, class_weights, hypers, weights, where,
+                        static_items=tuple(sorted(static.items())))
+    return _linear_ce(hidden, weight, bias, labels, class_weights, *hypers, weights, where,
+                      **static)
+
+
+# ------------------------------------------------------------ public API
+
+
+def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
+                         ignore_index=None, label_smoothing=0.0, z_loss=0.0,
+                         logit_softcap=None, temperature=1.0, class_weights=None,
+                         vocab_axis=None, batch_axes=None, return_stats=False, weights=None,
+                         where=None, reduction="mean"):
+    r"""Output projection and sparse softmax cross-entropy, never materialising the logits.
+
+    .. math::
+       \ell = (1 - s)\, w_y (-\log p_y) + \frac{s}{V} \sum_{c:\, x_c \text{ finite}} w_c (-\log p_c)
+       + z \, \big(\log\textstyle\sum_c e^{x_c}\big)^2,
+       \qquad x = \mathrm{softcap}\big((h W + b) / T\big), \quad p = \mathrm{softmax}(x)
+
+    Equal in value and gradient (for ``hidden``, ``weight`` and ``bias``) to::
+
+        logits = (hidden @ weight + bias) / temperature
+        if logit_softcap: logits = logit_softcap * tanh(logits / logit_softcap)
+        sparse_categorical_cross_entropy(logits, labels, ignore_index=..., label_smoothing=...,
+                                         class_weights=..., z_loss=..., weights=..., where=...,
+                                         reduction=...)
+
+    but the ``(..., V)`` logits never exist: the vocabulary is processed in
+    blocks of ``block_size`` classes (and the tokens in chunks when they are
+    many), a ``jax.custom_vjp`` recomputes each block's logits in the backward
+    pass, and the scratch memory grows with ``block_size``, not with V. Use it
+    for the last layer of a language model (large vocabularies), where the
+    logits take most of the activation memory. Forward-mode autodiff applied
+    directly (``jax.jvp``, ``jax.jacfwd``) is not supported. The blockwise
+    method of Cut Cross-Entropy and Liger-Kernel's fused linear cross-entropy.
+
+    Vocabulary parallelism (``vocab_axis``), as Megatron-LM's vocab-parallel
+    cross-entropy: each device computes the statistics of its slice of the
+    vocabulary (max, sum of exponentials, label logit, smoothing sums), which
+    are merged with ``pmax`` / ``psum`` over O(tokens) values; ``dweight``
+    stays local and only the ``(tokens, D)`` hidden-state gradient is summed
+    across the axis. The weight is never gathered.
+
+    * Inside ``jax.shard_map``: ``weight`` (and ``bias``, ``class_weights``) is
+      this device's consecutive ``(D, V / M)`` slice of the vocabulary (device
+      ``i`` of the ``M`` along ``vocab_axis`` holds classes ``[i V / M, (i + 1)
+      V / M)``) and ``labels`` are global class ids. With ``batch_axes`` the
+      tokens are this device's share of the batch and ``"mean"`` / ``"sum"``
+      are taken over every device's tokens; without it they are local.
+    * Under ``jax.jit`` (or eagerly) on global arrays with a mesh set
+      (``jax.set_mesh(mesh)``): the call shards ``weight`` over ``vocab_axis``
+      and the tokens over ``batch_axes`` itself (V and the number of tokens must
+      divide evenly), and ``dweight`` comes back sharded like that.
+
+    In both, the loss and every gradient equal the unsharded call.
+
+    Args:
+      hidden: ``(..., D)`` float activations (the input of the output layer).
+      weight: ``(D, V)`` float output projection (the Flax ``Dense`` kernel
+        layout; pass a tied embedding table ``(V, D)`` as ``table.T``); inside
+        ``shard_map`` with ``vocab_axis``, this device's ``(D, V / M)`` slice.
+      labels: integer ``(...)`` class indices in ``[0, V)`` (global ids), the
+        shape of ``hidden`` without its last axis.
+      bias: ``(V,)`` (sharded like ``weight``) or None. A -inf bias entry masks
+        that class (without softcap).
+      block_size: classes per block (a Python int), or None for the default:
+        the largest multiple of 128 that keeps a ``(N, block)`` float32 tile
+        within 4 MiB, clamped to [256, 4096] and to V (N and V per device).
+        V need not be a multiple of it.
+      ignore_index: a label value that is masked out (and never value-checked), or None.
+      label_smoothing: ``s`` in [0, 1], spread over the whole vocabulary.
+      z_loss: ``z >= 0`` (PaLM's z-loss).
+      logit_softcap: ``c > 0`` applies ``c * tanh(x / c)`` to the logits (Gemma 2)
+        and differentiates through it; None or a concrete ``inf`` for no cap.
+      temperature: ``T > 0``; the logits are divided by it before the softcap.
+        Not differentiated (a hyperparameter).
+      class_weights: ``(V,)`` non-negative weights ``w_c`` (sharded like
+        ``weight``), or None; ``"mean"`` divides by ``sum w_y`` (as torch).
+      vocab_axis: the mesh axis ``weight`` is sharded over along V, or None.
+      batch_axes: the mesh axis or axes the tokens are sharded over, or None.
+      return_stats: also return per-token statistics (below).
+      weights: non-negative weights broadcastable to ``labels.shape``, or None.
+      where: boolean mask broadcastable to ``labels.shape``, or None.
+      reduction: ``"mean"``, ``"sum"`` or ``"none"`` (:doc:`/conventions`); ``"mean"``
+        divides by the (weighted) number of counted examples.
+
+    Returns:
+      A float32 scalar (float64 for float64 inputs) for ``"mean"`` and ``"sum"``;
+      for ``"none"`` the loss per example, of shape ``labels.shape``. Gradients
+      come back in the dtype of each input; bfloat16 / float16 inputs are
+      multiplied with float32 accumulation and every statistic (logsumexp,
+      ``dhidden``) is kept in float32. With ``return_stats=True``, ``(loss,
+      stats)``: ``stats`` a dict of arrays of ``labels.shape`` computed in the
+      same pass and carrying no gradient: ``"logsumexp"`` of the logits,
+      ``"entropy"`` of the softmax, ``"argmax"`` (int32, the first largest
+      logit) and ``"label_logprob"`` (``log p_y``); 0 (``argmax`` -1) at
+      positions excluded by ``where`` or ``ignore_index``.
+
+    Raises:
+      ValueError: bad shapes or options, a ``vocab_axis`` / ``batch_axes`` that is
+        not an axis of the current mesh, or sizes that do not divide over it.
+      TypeError: integer ``hidden`` / ``weight``, or float ``labels``.
+      LossInputError: labels outside ``[0, V)`` that are not ``ignore_index``
+        (eager calls).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> hidden = jnp.array([[1.0, 0.0], [0.0, 1.0]])
+      >>> weight = jnp.array([[2.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+      >>> labels = jnp.array([0, 1])
+      >>> round(float(jloss.linear_cross_entropy(hidden, weight, labels)), 4)
+      0.6691
+      >>> dense = jloss.sparse_categorical_cross_entropy(hidden @ weight, labels)
+      >>> round(float(dense), 4)
+      0.6691
+      >>> loss, stats = jloss.linear_cross_entropy(hidden, weight, labels, return_stats=True)
+      >>> stats["argmax"].tolist(), round(float(stats["entropy"][1]), 4)
+      ([0, 0], 1.0986)
+
+    References:
+      Wijmans, E. et al. (2024). Cut Your Losses in Large-Vocabulary Language
+      Models; Liger-Kernel's fused linear cross-entropy; Shoeybi, M. et al.
+      (2019). Megatron-LM (vocab-parallel cross-entropy); Gemma Team (2024),
+      Gemma 2 (logit soft-capping); PyTorch ``torch.nn.functional.cross_entropy``.
+    """
+    cap, sizes, placement, vocab, loss_shape = _check_head(
+        hidden, weight, labels, bias, class_weights, logit_softcap, temperature, block_size,
+        vocab_axis, batch_axes)
     checks.check_convention(reduction, weights, where, loss_shape)
     checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
     checks.check_range("z_loss", z_loss, low=0)
-    if logit_softcap is not None:
-        checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
-    if block_size is None:
-        block = default_block_size(int(np.prod(loss_shape)), vocab)
-    else:
-        block = min(checks.check_int("block_size", block_size, low=1), vocab)
     mask = label_mask(labels, ignore_index, where, loss_shape)
     checks.check_class_labels(labels, vocab, mask)
-    return _linear_ce(hidden, weight, bias, labels, label_smoothing, z_loss, logit_softcap,
-                      weights, where, block=block, ignore_index=ignore_index,
-                      smoothing_on=not checks.is_zero(label_smoothing), reduction=reduction)
+    static = dict(sizes, ignore_index=ignore_index, smoothing_on=not checks.is_zero(label_smoothing),
+                  stats_on=bool(return_stats), reduction=reduction)
+    hypers = (label_smoothing, z_loss, _temperature(temperature), cap)
+    loss, stats = _run(placement, hidden, weight, bias, labels, class_weights, hypers, weights,
+                       where, static)
+    return (loss, stats) if return_stats else loss
 
 
-@functools.partial(jax.jit, static_argnames=("block", "ignore_index", "smoothing_on",
-                                             "reduction"))
-def _linear_ce(hidden, weight, bias, labels, smoothing, z_loss, softcap, weights, where, *,
-               block, ignore_index, smoothing_on, reduction):
-    vocab = weight.shape[1]
-    h, y, valid, mask = sparse_rows(hidden, labels, where, ignore_index, -1, 0, num_classes=vocab)
-    dtype = compute_dtype(hidden, weight, bias)
-    cfg = _Config(block=block, smoothing_on=smoothing_on, softcap_on=softcap is not None)
-    cap = None if softcap is None else jnp.asarray(softcap, dtype)
-    h, weight, bias, y = vary_together(h, weight, bias, y)
-    loss = _fused_ce(cfg, h, weight, bias, y, jnp.asarray(smoothing, dtype),
-                     jnp.asarray(z_loss, dtype), cap)
-    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
-    return reduce_loss(loss, mask, weights, reduction)
+def linear_log_probs(hidden, weight, labels, *, bias=None, temperature=1.0, logit_softcap=None,
+                     vocab_axis=None, batch_axes=None, block_size=None):
+    r"""Per-token log-probability of each label under a linear head, never materialising the logits.
+
+    .. math::
+       \log p_y = x_y - \log \textstyle\sum_c e^{x_c},
+       \qquad x = \mathrm{softcap}\big((h W + b) / T\big)
+
+    Equal in value and gradient (for ``hidden``, ``weight`` and ``bias``) to
+    ``jnp.take_along_axis(jax.nn.log_softmax(logits), labels[..., None], -1)[..., 0]``
+    with the logits of :func:`linear_cross_entropy`, through the same
+    vocabulary-blocked kernel: memory grows with ``block_size``, not with V.
+    The building block of sequence-level objectives (policy gradients,
+    preference losses such as DPO): sum it over a sequence's tokens. Unreduced,
+    with no mask: mask the result yourself (every label must be in range).
+    ``vocab_axis`` / ``batch_axes`` as in :func:`linear_cross_entropy` (the
+    result is sharded over ``batch_axes``). Forward-mode autodiff applied
+    directly (``jax.jvp``, ``jax.jacfwd``) is not supported.
+
+    Args:
+      hidden: ``(..., D)`` float activations.
+      weight: ``(D, V)`` float output projection (this device's ``(D, V / M)``
+        slice inside ``shard_map`` with ``vocab_axis``).
+      labels: integer ``(...)`` class indices in ``[0, V)`` (global ids).
+      bias: ``(V,)`` (sharded like ``weight``) or None.
+      temperature: ``T > 0``; the logits are divided by it before the softcap.
+      logit_softcap: ``c > 0`` applies ``c * tanh(x / c)``; None or ``inf`` for no cap.
+      vocab_axis: the mesh axis ``weight`` is sharded over along V, or None.
+      batch_axes: the mesh axis or axes the tokens are sharded over, or None.
+      block_size: classes per block, or None for the default of
+        :func:`linear_cross_entropy`.
+
+    Returns:
+      Float32 (float64 for float64 inputs) log-probabilities of ``labels.shape``,
+      all ``<= 0``.
+
+    Raises:
+      ValueError: bad shapes or options, or a mesh axis that is not available.
+      TypeError: integer ``hidden`` / ``weight``, or float ``labels``.
+      LossInputError: labels outside ``[0, V)`` (eager calls; under ``jit`` such
+        a label gives NaN).
+
+    Examples:
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> hidden = jnp.ones((2, 3))  # two tokens, D = 3
+      >>> weight = jnp.zeros((3, 4)).at[0, 1].set(2.0)  # V = 4; class 1 scores 2
+      >>> logp = jloss.linear_log_probs(hidden, weight, jnp.array([1, 0]))
+      >>> [round(x, 4) for x in logp.tolist()]
+      [-0.3408, -2.3408]
+
+    References:
+      Wijmans, E. et al. (2024). Cut Your Losses in Large-Vocabulary Language
+      Models; Rafailov, R. et al. (2023). Direct Preference Optimization.
+    """
+    cap, sizes, placement, vocab, _ = _check_head(
+        hidden, weight, labels, bias, None, logit_softcap, temperature, block_size, vocab_axis,
+        batch_axes)
+    checks.check_class_labels(labels, vocab, None)
+    static = dict(sizes, ignore_index=None, smoothing_on=False, stats_on=False, reduction="none")
+    hypers = (0.0, 0.0, _temperature(temperature), cap)
+    loss, _ = _run(placement, hidden, weight, bias, labels, None, hypers, None, None, static)
+    return -loss

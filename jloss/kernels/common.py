@@ -95,7 +95,7 @@ def clamped_log(p):
 # ------------------------------------------------------ shard_map typing
 
 
-def _varying_axes(x):
+def varying_axes(x):
     """The ``shard_map`` mesh axes along which ``x`` varies (none outside ``shard_map``)."""
     aval = jax.typeof(x)
     manual = getattr(aval, "manual_axis_type", None)  # older jax releases call it ``vma``
@@ -115,11 +115,11 @@ def vary_together(*xs):
     operands are zero (class weights, gamma) do not need it. Outside
     ``shard_map`` this is the identity.
     """
-    axes = frozenset().union(*(_varying_axes(x) for x in xs if x is not None))
+    axes = frozenset().union(*(varying_axes(x) for x in xs if x is not None))
     pcast = getattr(jax.lax, "pcast", None)
 
     def vary(x):
-        missing = () if x is None else tuple(sorted(axes - _varying_axes(x)))
+        missing = () if x is None else tuple(sorted(axes - varying_axes(x)))
         if not missing:
             return x
         return pcast(x, missing, to="varying") if pcast else jax.lax.pvary(x, missing)
