@@ -251,12 +251,15 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
       Models" (2024); Liger-Kernel's fused linear cross-entropy; PyTorch
       ``cross_entropy``.
     """
+    hidden, weight, labels, bias, weights, where = checks.array_likes(
+        hidden, weight, labels, bias, weights, where)
     checks.check_float(hidden=hidden, weight=weight)
     if bias is not None:
         checks.check_float(bias=bias)
     h_shape, w_shape = jnp.shape(hidden), jnp.shape(weight)
-    if len(h_shape) < 1:
-        raise ValueError(f"hidden must have shape (..., D), got a scalar of shape {h_shape}")
+    checks.check_rank("hidden", hidden, set(range(1, 33)), "(..., D)")
+    if h_shape[-1] == 0:
+        raise ValueError(f"hidden has shape {h_shape}: its feature axis D is empty")
     if len(w_shape) != 2 or w_shape[0] != h_shape[-1]:
         raise ValueError(
             f"weight has shape {w_shape} but hidden {h_shape} needs shape ({h_shape[-1]}, V) "
@@ -271,10 +274,10 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
     checks.check_integer(labels=labels)
     checks.check_shape("labels", labels, loss_shape, f"hidden {h_shape} without its last axis")
     checks.check_convention(reduction, weights, where, loss_shape)
-    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
-    checks.check_range("z_loss", z_loss, low=0)
-    if logit_softcap is not None:
-        checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
+    checks.check_range("label_smoothing", label_smoothing, low=0, high=1, shape=())
+    checks.check_range("z_loss", z_loss, low=0, shape=())
+    checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True, shape=())
+    ignore_index = checks.optional_int("ignore_index", ignore_index)
     if block_size is None:
         block = default_block_size(int(np.prod(loss_shape)), vocab)
     else:

@@ -16,18 +16,17 @@ from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
 def _hinge_checks(scores, labels, weights, where, reduction, margin):
+    """The shared checks; returns the arguments with lists and tuples as arrays."""
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     checks.check_float(scores=scores)
+    checks.check_real(labels=labels)
     checks.check_same_shape(scores=scores, labels=labels)
     checks.check_convention(reduction, weights, where, jnp.shape(scores))
-    mask = loss_mask(where, jnp.shape(scores))
-
-    def bad(labels, mask=None):
-        out = (labels != -1) & (labels != 0) & (labels != 1)
-        return out if mask is None else out & mask
-
-    arrays = {"labels": labels} if mask is None else {"labels": labels, "mask": mask}
-    checks.check_values(bad, "hinge labels must be -1 or +1 (0 is read as -1)", **arrays)
-    checks.check_range("margin", margin)
+    checks.check_values(labels, lambda y: (y != -1) & (y != 0) & (y != 1),
+                        "hinge labels must be -1 or +1 (0 is read as -1)",
+                        loss_mask(where, jnp.shape(scores)))
+    checks.check_range("margin", margin, shape=jnp.shape(scores))
+    return scores, labels, weights, where
 
 
 def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
@@ -36,7 +35,7 @@ def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="me
     ``labels`` in {-1, +1}; 0 is read as -1 (as Keras). Elementwise, shapes
     must match. Reference: Cortes & Vapnik (1995); ``keras.losses.hinge``.
     """
-    _hinge_checks(scores, labels, weights, where, reduction, margin)
+    scores, labels, weights, where = _hinge_checks(scores, labels, weights, where, reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=False, reduction=reduction)
 
 
@@ -45,7 +44,7 @@ def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduc
 
     Labels and shapes as :func:`hinge`. Reference: ``keras.losses.squared_hinge``.
     """
-    _hinge_checks(scores, labels, weights, where, reduction, margin)
+    scores, labels, weights, where = _hinge_checks(scores, labels, weights, where, reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=True, reduction=reduction)
 
 
@@ -71,11 +70,14 @@ def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axi
       ``axis``, class_weights (C,) or None.
     Reference: PyTorch ``multi_margin_loss``; Weston & Watkins (1999).
     """
+    scores, labels, class_weights, weights, where = checks.array_likes(
+        scores, labels, class_weights, weights, where)
     axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
     check_sparse_labels(labels, scores, axis, loss_shape, "scores")
+    p = checks.static_int("p", p)
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    checks.check_range("margin", margin)
+    checks.check_range("margin", margin, shape=())
     check_class_vector("class_weights", class_weights, num_classes)
     checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
     return _multiclass_hinge(scores, labels, margin, class_weights, weights, where,

@@ -23,9 +23,13 @@ from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
 def _check(predictions, targets, weights, where, reduction, name="predictions"):
+    """The shared checks; returns the arguments with lists and tuples as arrays."""
+    predictions, targets, weights, where = checks.array_likes(predictions, targets, weights, where)
     checks.check_float(**{name: predictions})
+    checks.check_real(targets=targets)
     checks.check_same_shape(**{name: predictions, "targets": targets})
     checks.check_convention(reduction, weights, where, jnp.shape(predictions))
+    return predictions, targets, weights, where
 
 
 @functools.partial(jax.jit, static_argnames=("pointwise", "reduction"))
@@ -77,7 +81,7 @@ def mean_squared_error(predictions, targets, *, weights=None, where=None, reduct
     Args: predictions, targets of the same shape. Returns float32.
     Reference: Gauss (1809), least squares.
     """
-    _check(predictions, targets, weights, where, reduction)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
     return _elementwise(_squared, predictions, targets, (), weights, where, reduction)
 
 
@@ -86,7 +90,7 @@ def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduc
 
     The subgradient at ``e = 0`` is 0. Reference: Laplace (1774), least absolute deviations.
     """
-    _check(predictions, targets, weights, where, reduction)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
     return _elementwise(_absolute, predictions, targets, (), weights, where, reduction)
 
 
@@ -96,8 +100,8 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     Quadratic near zero, linear for outliers (robust regression); as
     ``torch.nn.functional.huber_loss``. ``delta > 0``. Reference: Huber (1964).
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("delta", delta, low=0, low_open=True)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    checks.check_range("delta", delta, low=0, low_open=True, shape=jnp.shape(predictions))
     return _elementwise(_huber, predictions, targets, (delta,), weights, where, reduction)
 
 
@@ -107,8 +111,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     ``huber / beta`` for ``beta > 0``; ``beta = 0`` is L1. As torch
     ``smooth_l1_loss``. Reference: Girshick, "Fast R-CNN" (2015).
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("beta", beta, low=0)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    checks.check_range("beta", beta, low=0, shape=jnp.shape(predictions))
     return _elementwise(_smooth_l1, predictions, targets, (beta,), weights, where, reduction)
 
 
@@ -119,7 +123,7 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     ``e^2 / 2``) and ``|e| + softplus(-2|e|) - log 2`` beyond, finite for any ``e``.
     Reference: ``keras.losses.log_cosh``.
     """
-    _check(predictions, targets, weights, where, reduction)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
     return _elementwise(_log_cosh, predictions, targets, (), weights, where, reduction)
 
 
@@ -130,8 +134,9 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
     ``q = 0.5`` is half the MAE. ``quantile`` in (0, 1).
     Reference: Koenker & Bassett (1978).
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True,
+                       shape=jnp.shape(predictions))
     return _elementwise(_pinball, predictions, targets, (quantile,), weights, where, reduction)
 
 
@@ -146,15 +151,13 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
     per example); negative variances raise LossInputError.
     Reference: Nix & Weigend (1994).
     """
-    _check(mean, targets, weights, where, reduction, name="mean")
+    mean, targets, weights, where = _check(mean, targets, weights, where, reduction, name="mean")
+    variance = checks.array_likes(variance)
     checks.check_float(variance=variance)
     variance = _variance_like(variance, jnp.shape(mean))
-    checks.check_range("eps", eps, low=0, low_open=True)
-    mask = loss_mask(where, jnp.shape(mean))
-    checks.check_values(
-        lambda v, mask=None: (v < 0) if mask is None else (v < 0) & mask,
-        "variance has a negative entry", **({"v": jnp.broadcast_to(variance, jnp.shape(mean))}
-                                           | ({} if mask is None else {"mask": mask})))
+    checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(mean))
+    checks.check_values(jnp.broadcast_to(variance, jnp.shape(mean)), lambda v: ~(v >= 0),
+                        "variance has a negative entry (or NaN)", loss_mask(where, jnp.shape(mean)))
     return _gaussian_nll(mean, targets, variance, eps, weights, where, full=full,
                          reduction=reduction)
 
@@ -191,8 +194,8 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
     ``x - y log(x + eps)``; ``full`` adds the Stirling term
     ``y log y - y + 0.5 log(2 pi y)`` for ``y > 1``.
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("eps", eps, low=0, low_open=True)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(predictions))
     return _poisson_nll(predictions, targets, eps, weights, where, log_input=log_input,
                         full=full, reduction=reduction)
 
