@@ -8,7 +8,7 @@ See the README and the documentation under ``docs/`` for the contract.
 """
 
 from jloss import metrics
-from jloss._core.checks import LossInputError, checked
+from jloss._core.checks import InputWarning, LossInputError, checked
 from jloss.heads.linear_cross_entropy import linear_cross_entropy
 from jloss.losses.classification import (
     binary_cross_entropy,
@@ -56,6 +56,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "History",
+    "InputWarning",
     "LossInputError",
     "Recommendation",
     "TrainState",

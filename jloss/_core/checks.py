@@ -237,7 +237,7 @@ def check_values(x, bad, message, mask=None, hint=None):
     distribution along the class axis); ``mask`` (where it has fewer axes, it
     covers the leading ones) marks the counted positions. The error reads
     "``message``; found K bad entries, the first V at
-    position P" plus ``hint(x, flags)`` when given (eager calls only). Eager inputs
+    position P" plus ``hint(counted values of x)`` when given (eager calls only). Eager inputs
     raise :class:`LossInputError`; traced inputs raise only inside
     :func:`checked` (a checkify check with the same numbers).
     """
@@ -252,11 +252,13 @@ def check_values(x, bad, message, mask=None, hint=None):
             first = np.unravel_index(int(np.argmax(flags.reshape(-1))), flags.shape)
             what = f" {_show(xc[first])}" if flags.shape == xc.shape else ""
             unit = ("entry", "entries") if flags.shape == xc.shape else ("row", "rows")
-            extra = hint(xc, flags) if hint is not None else ""
+            counted = xc if mc is None else xc[np.broadcast_to(_expand(mc.astype(bool), xc.ndim),
+                                                                 xc.shape)]
+            extra = hint(counted) if hint is not None else ""
             raise LossInputError(f"{message}; found {count} bad {unit[count > 1]}, "
                                  f"the first{what} at position {tuple(int(i) for i in first)}"
                                  f"{extra}")
-    elif xc is None and _CHECKING.get():
+    elif _CHECKING.get():
         flags = bad(x)
         if mask is not None:
             flags = flags & _expand(jnp.asarray(mask, bool), flags.ndim)
@@ -377,8 +379,8 @@ class _Static:
 
 
 def _label_hint(num_classes):
-    def hint(labels, flags):
-        if labels.min() >= 1 and labels.max() == num_classes:
+    def hint(labels):
+        if labels.size and labels.min() >= 1 and labels.max() == num_classes:
             return f"; labels look 1-based (1..{num_classes}): subtract 1"
         return ""
     return hint
