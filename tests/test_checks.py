@@ -262,7 +262,7 @@ def test_bad_static_options_get_a_clear_error(opts, match):
 
 
 def test_a_traced_static_option_says_what_to_do():
-    with pytest.raises(ValueError, match="ignore_index must be a static int.*static_argnames"):
+    with pytest.raises(ValueError, match=r"ignore_index must be a static int.*static_argnames"):
         jax.jit(lambda i: SPARSE(X, Y, ignore_index=i))(2)
 
 
@@ -307,7 +307,7 @@ def test_check_grads_perturbing_the_targets(fn):
 
 
 def test_from_logits_false_predictions_must_still_sum_to_one():
-    with pytest.raises(jloss.LossInputError, match="summing to 1.*found 1 bad row"):
+    with pytest.raises(jloss.LossInputError, match=r"summing to 1.*found 1 bad row"):
         jloss.categorical_cross_entropy(jnp.array([[0.5, 0.2, 0.2], [0.2, 0.3, 0.5]]),
                                         jnp.eye(3)[:2], from_logits=False)
 
