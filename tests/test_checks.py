@@ -4,6 +4,7 @@ probabilities-as-logits warning, and ``jloss.checked`` under every transformatio
 
 import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -336,7 +337,30 @@ def test_checked_raises_under_every_transformation():
                jloss.checked(lambda x, y: jax.jit(jloss.checked(SPARSE))(x, y))):
         with pytest.raises(jloss.LossInputError, match=match):
             fn(X, BAD)
+    with pytest.raises(jloss.LossInputError, match=match):
+        jax.vmap(jloss.checked(SPARSE))(X[None], BAD[None])
     # inside a jit the check raises when the computation runs, holding the LossInputError
     for fn in (jax.jit(jloss.checked(SPARSE)), jax.jit(jax.grad(jloss.checked(SPARSE)))):
         with pytest.raises(jax.errors.JaxRuntimeError, match="LossInputError: " + match):
             jax.block_until_ready(fn(X, BAD))
+
+
+@pytest.mark.parametrize("parallel", [None, "mesh"])
+def test_checked_wraps_a_train_step_and_leaves_the_plain_step_alone(parallel):
+    """checked(step) raises on a bad label; the plain step, called after it, still compiles
+    without checks (a jitted function traced inside checked() is cached apart)."""
+    x = jnp.linspace(-1.0, 1.0, 32).reshape(8, 4)
+    labels = jnp.array([0, 1, 2, 0, 1, 2, 0, 1])
+
+    def loss_fn(params, batch):
+        return SPARSE(batch[0] @ params, batch[1])
+
+    state = jloss.TrainState.create(params=jnp.zeros((4, 3)), tx=jloss.optimizer("sgd", 0.1))
+    step = jloss.make_train_step(loss_fn, parallel=parallel)
+    safe_state, _ = jax.block_until_ready(jloss.checked(step)(state, (x, labels)))
+    with pytest.raises(jloss.LossInputError, match=r"labels must be in \[0, 3\).*the first 7"):
+        jax.block_until_ready(jloss.checked(step)(state, (x, labels.at[3].set(7))))
+    plain_state, _ = jax.block_until_ready(step(state, (x, labels)))
+    chex.assert_trees_all_close(safe_state.params, plain_state.params, rtol=1e-6)
+    _, metrics = jax.block_until_ready(step(state, (x, labels.at[3].set(7))))
+    assert np.isnan(float(metrics["loss"]))  # the plain step cannot raise: NaN

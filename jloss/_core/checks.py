@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
+from jax.experimental.xla_metadata import set_xla_metadata
 
 from jloss._core.reduce import REDUCTIONS, loss_mask
 
@@ -236,8 +237,8 @@ def check_values(x, bad, message, mask=None, hint=None):
     (elementwise checks) or of a leading part of it (row checks, e.g. a
     distribution along the class axis); ``mask`` (where it has fewer axes, it
     covers the leading ones) marks the counted positions. The error reads
-    "``message``; found K bad entries, the first V at
-    position P" plus ``hint(counted values of x)`` when given (eager calls only). Eager inputs
+    "``message``; found K bad entries, the first V at position P", plus
+    ``hint(counted values of x)`` when given (eager calls only). Eager inputs
     raise :class:`LossInputError`; traced inputs raise only inside
     :func:`checked` (a checkify check with the same numbers).
     """
@@ -293,12 +294,14 @@ def checked(fn):
     already wrapped by ``jax.jit`` is unwrapped first, so its checks are
     traced even if it ran before without them.
 
-    Under other transformations: ``jax.grad(checked(f))``, ``checked(jax.grad(f))``
-    and ``checked(jax.jit(f))`` raise :class:`LossInputError` as above;
-    ``jax.jit(checked(f))`` and ``jax.vmap(checked(f))`` raise from inside the
-    compiled computation (a ``jax.errors.JaxRuntimeError`` whose message holds
-    the LossInputError); a ``checked`` function called inside another passes
-    its checks to the outer one. A ``jax.jit`` function that ``fn`` calls and
+    Under other transformations: ``jax.grad(checked(f))``, ``checked(jax.grad(f))``,
+    ``checked(jax.jit(f))`` and ``jax.vmap(checked(f))`` raise
+    :class:`LossInputError` as above; ``jax.jit(checked(f))`` raises from
+    inside the compiled computation when it runs (a
+    ``jax.errors.JaxRuntimeError`` whose message holds the LossInputError:
+    wrap the jitted function instead, ``checked(jax.jit(f))``, for the
+    LossInputError itself); a ``checked`` function called inside another
+    passes its checks to the outer one. A ``jax.jit`` function that ``fn`` calls and
     that was compiled before without checks keeps that cached trace: wrap the
     outermost function.
 
@@ -317,7 +320,10 @@ def checked(fn):
         args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
         token = _CHECKING.set(True)
         try:
-            return inner(*args, **kwargs)
+            # The metadata is part of every jax.jit cache key: a jitted function that fn calls
+            # is traced apart with its checks, and its plain compiled version stays check-free.
+            with set_xla_metadata(jloss_checked="true"):
+                return inner(*args, **kwargs)
         finally:
             _CHECKING.reset(token)
 
