@@ -159,8 +159,9 @@ def check_convention(reduction, weights, where, loss_shape):
     if where is not None and _dtype(where) != jnp.bool_:
         raise TypeError(f"where must be a boolean mask, got dtype {_dtype(where)}")
     if weights is not None:
-        check_nonnegative("weights", jnp.broadcast_to(weights, loss_shape),
-                          loss_mask(where, loss_shape))
+        w = concrete(weights)
+        w = jnp.broadcast_to(weights, loss_shape) if w is None else np.broadcast_to(w, loss_shape)
+        check_nonnegative("weights", w, loss_mask(where, loss_shape))
 
 
 def concrete(x):
@@ -233,7 +234,8 @@ def _expand(mask, ndim):
 def check_values(x, bad, message, mask=None, hint=None):
     """Raise when ``bad(x)`` is True at a counted position.
 
-    ``bad`` is written with ``jnp`` and returns a boolean array of ``x.shape``
+    ``bad(x, xp)`` is written with ``xp`` (NumPy for concrete inputs, ``jnp``
+    for traced ones) and returns a boolean array of ``x.shape``
     (elementwise checks) or of a leading part of it (row checks, e.g. a
     distribution along the class axis); ``mask`` (where it has fewer axes, it
     covers the leading ones) marks the counted positions. The error reads
@@ -244,8 +246,7 @@ def check_values(x, bad, message, mask=None, hint=None):
     """
     xc, mc = concrete(x), concrete(mask)
     if xc is not None and (mask is None or mc is not None):
-        with jax.ensure_compile_time_eval():  # concrete values inside a trace stay eager
-            flags = np.asarray(bad(jnp.asarray(xc)))
+        flags = np.asarray(bad(xc, np))
         if mc is not None:
             flags = flags & _expand(mc.astype(bool), flags.ndim)
         count = int(np.count_nonzero(flags))
@@ -260,7 +261,7 @@ def check_values(x, bad, message, mask=None, hint=None):
                                  f"the first{what} at position {tuple(int(i) for i in first)}"
                                  f"{extra}")
     elif _CHECKING.get():
-        flags = bad(x)
+        flags = bad(jnp.asarray(x), jnp)
         if mask is not None:
             flags = flags & _expand(jnp.asarray(mask, bool), flags.ndim)
         flat = flags.reshape(-1)
@@ -394,14 +395,14 @@ def _label_hint(num_classes):
 
 def check_class_labels(labels, num_classes, mask):
     """Integer labels in [0, num_classes) wherever ``mask`` counts them."""
-    check_values(labels, lambda y: (y < 0) | (y >= num_classes),
+    check_values(labels, lambda y, xp: (y < 0) | (y >= num_classes),
                  f"labels must be in [0, {num_classes}) (or ignore_index)", mask,
                  _label_hint(num_classes))
 
 
 def check_unit_interval(name, x, mask, hint=""):
     """Values in [0, 1] wherever ``mask`` (broadcast over trailing axes) counts them."""
-    check_values(x, lambda v: ~((v >= 0) & (v <= 1)), f"{name} must lie in [0, 1]{hint}", mask)
+    check_values(x, lambda v, xp: ~((v >= 0) & (v <= 1)), f"{name} must lie in [0, 1]{hint}", mask)
 
 
 def check_nonnegative(name, x, mask=None):
@@ -409,22 +410,24 @@ def check_nonnegative(name, x, mask=None):
     if x is None:
         return
     check_real(**{name: x})
-    check_values(x, lambda v: ~((v >= 0) & jnp.isfinite(v)), f"{name} must be non-negative and finite",
-                 mask)
+    check_values(x, lambda v, xp: ~((v >= 0) & xp.isfinite(v)),
+                 f"{name} must be non-negative and finite", mask)
 
 
 def check_soft_targets(name, x, axis, mask):
     """Soft targets: finite and non-negative (they need not sum to 1, as torch and optax)."""
-    check_nonnegative(name, jnp.moveaxis(jnp.asarray(x), axis, -1), mask)
+    v = concrete(x)
+    check_nonnegative(name, jnp.moveaxis(x, axis, -1) if v is None else np.moveaxis(v, axis, -1),
+                      mask)
 
 
 def check_distribution(name, x, axis, mask, hint=""):
     """Non-negative values summing to 1 along ``axis`` wherever counted (per row)."""
-    def bad(x):
-        xf = jnp.moveaxis(x, axis, -1).astype(jnp.float32)
-        tol = 1e-3 if x.dtype in (jnp.float32, jnp.float64) else 2e-2
-        out = jnp.any(~((xf >= 0) & (xf <= 1)), axis=-1)
-        return out | (jnp.abs(jnp.sum(xf, axis=-1) - 1) > tol)
+    def bad(x, xp):
+        xf = xp.moveaxis(x, axis, -1).astype(xp.float32)
+        tol = 1e-3 if x.dtype in (np.float32, np.float64) else 2e-2
+        out = xp.any(~((xf >= 0) & (xf <= 1)), axis=-1)
+        return out | (xp.abs(xp.sum(xf, axis=-1) - 1) > tol)
 
     check_values(x, bad, f"{name} must be probabilities in [0, 1] summing to 1 along axis {axis}{hint}",
                  mask)

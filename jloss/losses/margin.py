@@ -22,7 +22,7 @@ def _hinge_checks(scores, labels, weights, where, reduction, margin):
     checks.check_real(labels=labels)
     checks.check_same_shape(scores=scores, labels=labels)
     checks.check_convention(reduction, weights, where, jnp.shape(scores))
-    checks.check_values(labels, lambda y: (y != -1) & (y != 0) & (y != 1),
+    checks.check_values(labels, lambda y, xp: (y != -1) & (y != 0) & (y != 1),
                         "hinge labels must be -1 or +1 (0 is read as -1)",
                         loss_mask(where, jnp.shape(scores)))
     checks.check_range("margin", margin, shape=jnp.shape(scores))

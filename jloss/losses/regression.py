@@ -156,7 +156,7 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
     checks.check_float(variance=variance)
     variance = _variance_like(variance, jnp.shape(mean))
     checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(mean))
-    checks.check_values(jnp.broadcast_to(variance, jnp.shape(mean)), lambda v: ~(v >= 0),
+    checks.check_values(jnp.broadcast_to(variance, jnp.shape(mean)), lambda v, xp: ~(v >= 0),
                         "variance has a negative entry (or NaN)", loss_mask(where, jnp.shape(mean)))
     return _gaussian_nll(mean, targets, variance, eps, weights, where, full=full,
                          reduction=reduction)
