@@ -152,6 +152,10 @@ def test_lists_and_tuples_are_array_likes():
     assert np.isfinite(float(jloss.hinge([0.3, -1.0], [1, -1], where=[True, False])))
     assert np.isfinite(float(jloss.kl_divergence(logits, [[0.2, 0.3, 0.5], [1.0, 0.0, 0.0]])))
     np.testing.assert_array_equal(np.asarray(jloss.one_hot([0, 2], 3)), np.eye(3)[[0, 2]])
+    assert float(jloss.mse(1.0, 3.0)) == 4.0  # Python numbers too
+    # array hyperparameters as lists: per element delta 0.5 and 1.0 on errors 1 and 2
+    assert float(jloss.huber([1.0, 2.0], [0.0, 0.0], delta=[0.5, 1.0])) == pytest.approx(0.9375)
+    assert float(jloss.hinge([0.5, -2.0], [1, -1], margin=(1.0, 3.0))) == pytest.approx(0.75)
 
 
 # -------------------------------------------------------------- label messages

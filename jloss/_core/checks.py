@@ -47,8 +47,8 @@ class InputWarning(UserWarning):
 
 
 def array_likes(*xs):
-    """Lists and tuples as arrays (every array argument accepts them); the rest unchanged."""
-    out = tuple(jnp.asarray(x) if isinstance(x, (list, tuple)) else x for x in xs)
+    """Lists, tuples and Python numbers as arrays (every array argument accepts them)."""
+    out = tuple(x if x is None or hasattr(x, "shape") else jnp.asarray(x) for x in xs)
     return out if len(out) > 1 else out[0]
 
 
@@ -61,7 +61,7 @@ def check_reduction(reduction):
 
 
 def _dtype(x):
-    return x.dtype if hasattr(x, "dtype") else np.result_type(x)
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
 
 
 def check_float(**arrays):
@@ -191,9 +191,12 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
     Concrete values (Python and NumPy scalars, arrays) raise ValueError now;
     traced values pass, except inside :func:`checked` where they become a
     check. With ``shape``, the value must broadcast to it (ValueError).
+    Returns the value, a list or tuple as an array.
     """
     if value is None:
-        return
+        return None
+    if isinstance(value, (list, tuple)):
+        value = jnp.asarray(value)
     check_real(**{name: value})
     if shape is not None:
         check_broadcastable(name, value, shape)
@@ -214,6 +217,7 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
     elif _CHECKING.get():
         checkify.check(jnp.logical_not(jnp.any(bad(jnp.asarray(value), jnp))),
                        f"{name} must be {span}, got {{value}}", value=jnp.asarray(value))
+    return value
 
 
 def is_zero(value):

@@ -101,7 +101,8 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
     """
     logits, labels, weights, where = _binary_checks(logits, labels, weights, where, reduction,
                                                     from_logits)
-    checks.check_range("label_smoothing", label_smoothing, low=0, high=1, shape=jnp.shape(logits))
+    label_smoothing = checks.check_range("label_smoothing", label_smoothing, low=0, high=1,
+                                         shape=jnp.shape(logits))
     pos_weight = checks.array_likes(pos_weight)
     checks.check_broadcastable("pos_weight", pos_weight, jnp.shape(logits))
     checks.check_nonnegative("pos_weight", pos_weight)
@@ -141,8 +142,8 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
     """
     logits, labels, weights, where = _binary_checks(logits, labels, weights, where, reduction,
                                                     from_logits)
-    checks.check_range("gamma", gamma, low=0, shape=jnp.shape(logits))
-    checks.check_range("alpha", alpha, low=0, high=1, shape=jnp.shape(logits))
+    gamma = checks.check_range("gamma", gamma, low=0, shape=jnp.shape(logits))
+    alpha = checks.check_range("alpha", alpha, low=0, high=1, shape=jnp.shape(logits))
     return _binary_focal(logits, labels, gamma, alpha, weights, where,
                          from_logits=from_logits, reduction=reduction)
 
@@ -318,7 +319,7 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")
     ignore_index = checks.optional_int("ignore_index", ignore_index)
-    checks.check_range("gamma", gamma, low=0, shape=())
+    gamma = checks.check_range("gamma", gamma, low=0, shape=())
     check_class_vector("alpha", alpha, num_classes)
     checks.check_class_labels(labels, num_classes, label_mask(labels, ignore_index, where, loss_shape))
     checks.warn_if_probabilities(logits, axis)

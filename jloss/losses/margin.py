@@ -25,8 +25,8 @@ def _hinge_checks(scores, labels, weights, where, reduction, margin):
     checks.check_values(labels, lambda y, xp: (y != -1) & (y != 0) & (y != 1),
                         "hinge labels must be -1 or +1 (0 is read as -1)",
                         loss_mask(where, jnp.shape(scores)))
-    checks.check_range("margin", margin, shape=jnp.shape(scores))
-    return scores, labels, weights, where
+    margin = checks.check_range("margin", margin, shape=jnp.shape(scores))
+    return scores, labels, margin, weights, where
 
 
 def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
@@ -35,7 +35,8 @@ def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="me
     ``labels`` in {-1, +1}; 0 is read as -1 (as Keras). Elementwise, shapes
     must match. Reference: Cortes & Vapnik (1995); ``keras.losses.hinge``.
     """
-    scores, labels, weights, where = _hinge_checks(scores, labels, weights, where, reduction, margin)
+    scores, labels, margin, weights, where = _hinge_checks(scores, labels, weights, where,
+                                                           reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=False, reduction=reduction)
 
 
@@ -44,7 +45,8 @@ def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduc
 
     Labels and shapes as :func:`hinge`. Reference: ``keras.losses.squared_hinge``.
     """
-    scores, labels, weights, where = _hinge_checks(scores, labels, weights, where, reduction, margin)
+    scores, labels, margin, weights, where = _hinge_checks(scores, labels, weights, where,
+                                                           reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=True, reduction=reduction)
 
 
@@ -77,7 +79,7 @@ def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axi
     p = checks.static_int("p", p)
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    checks.check_range("margin", margin, shape=())
+    margin = checks.check_range("margin", margin, shape=())
     check_class_vector("class_weights", class_weights, num_classes)
     checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
     return _multiclass_hinge(scores, labels, margin, class_weights, weights, where,

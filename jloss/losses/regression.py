@@ -101,7 +101,7 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     ``torch.nn.functional.huber_loss``. ``delta > 0``. Reference: Huber (1964).
     """
     predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
-    checks.check_range("delta", delta, low=0, low_open=True, shape=jnp.shape(predictions))
+    delta = checks.check_range("delta", delta, low=0, low_open=True, shape=jnp.shape(predictions))
     return _elementwise(_huber, predictions, targets, (delta,), weights, where, reduction)
 
 
@@ -112,7 +112,7 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     ``smooth_l1_loss``. Reference: Girshick, "Fast R-CNN" (2015).
     """
     predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
-    checks.check_range("beta", beta, low=0, shape=jnp.shape(predictions))
+    beta = checks.check_range("beta", beta, low=0, shape=jnp.shape(predictions))
     return _elementwise(_smooth_l1, predictions, targets, (beta,), weights, where, reduction)
 
 
@@ -135,7 +135,7 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
     Reference: Koenker & Bassett (1978).
     """
     predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
-    checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True,
+    quantile = checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True,
                        shape=jnp.shape(predictions))
     return _elementwise(_pinball, predictions, targets, (quantile,), weights, where, reduction)
 
@@ -155,7 +155,7 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
     variance = checks.array_likes(variance)
     checks.check_float(variance=variance)
     variance = _variance_like(variance, jnp.shape(mean))
-    checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(mean))
+    eps = checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(mean))
     checks.check_values(jnp.broadcast_to(variance, jnp.shape(mean)), lambda v, xp: ~(v >= 0),
                         "variance has a negative entry (or NaN)", loss_mask(where, jnp.shape(mean)))
     return _gaussian_nll(mean, targets, variance, eps, weights, where, full=full,
@@ -195,7 +195,7 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
     ``y log y - y + 0.5 log(2 pi y)`` for ``y > 1``.
     """
     predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
-    checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(predictions))
+    eps = checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(predictions))
     return _poisson_nll(predictions, targets, eps, weights, where, log_input=log_input,
                         full=full, reduction=reduction)
 
