@@ -135,8 +135,8 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
     Reference: Koenker & Bassett (1978).
     """
     predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
-    quantile = checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True,
-                       shape=jnp.shape(predictions))
+    quantile = checks.check_range("quantile", quantile, low=0, high=1, low_open=True,
+                                  high_open=True, shape=jnp.shape(predictions))
     return _elementwise(_pinball, predictions, targets, (quantile,), weights, where, reduction)
 
 
