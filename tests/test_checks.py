@@ -209,8 +209,9 @@ PROBS = jax.nn.softmax(X)
 def test_probabilities_given_as_logits_warn_in_eager_calls_only(fn, args):
     assert issubclass(jloss.InputWarning, UserWarning)
     with pytest.warns(jloss.InputWarning, match="these look like probabilities; pass logits, or "
-                                               "from_logits=False"):
+                                               "from_logits=False") as record:
         value = fn(*args)
+    assert record[0].filename == __file__  # the warning points at the caller's line
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         np.testing.assert_allclose(float(jax.jit(fn)(*args)), float(value), rtol=1e-6)

@@ -437,12 +437,15 @@ def check_distribution(name, x, axis, mask, hint=""):
                  mask)
 
 
-def warn_if_probabilities(logits, axis, name="logits"):
-    """Warn (eager calls only) when every row of ``logits`` already looks like probabilities."""
+def warn_if_probabilities(logits, axis, name="logits", stacklevel=3):
+    """Warn (eager calls only) when every row of ``logits`` already looks like probabilities.
+
+    ``stacklevel`` 3 points the warning at the caller of the loss that calls this."""
     x = concrete(logits)
     if x is None or x.size == 0 or x.shape[axis] < 2:
         return
     x = np.moveaxis(x.astype(np.float64), axis, -1)
     if np.all((x >= 0) & (x <= 1)) and np.allclose(x.sum(-1), 1.0, atol=1e-3):
         warnings.warn(f"every row of {name} lies in [0, 1] and sums to 1: these look like "
-                      "probabilities; pass logits, or from_logits=False", InputWarning, stacklevel=3)
+                      "probabilities; pass logits, or from_logits=False", InputWarning,
+                      stacklevel=stacklevel)

@@ -208,7 +208,7 @@ def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, lab
 def _check_first_argument(logits, axis, mask, from_logits):
     """Probabilities with ``from_logits=False``; a warning if logits look like probabilities."""
     if from_logits:
-        checks.warn_if_probabilities(logits, axis)
+        checks.warn_if_probabilities(logits, axis, stacklevel=4)
     else:
         checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
 
