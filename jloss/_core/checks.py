@@ -47,9 +47,18 @@ class InputWarning(UserWarning):
 
 
 def array_likes(*xs):
-    """Lists, tuples and Python numbers as arrays (every array argument accepts them)."""
-    out = tuple(x if x is None or hasattr(x, "shape") else jnp.asarray(x) for x in xs)
+    """Lists, tuples and Python numbers as arrays (every array argument accepts them).
+
+    They become NumPy arrays, so their values stay concrete (checked) under a
+    trace; a list holding traced arrays becomes a traced array.
+    """
+    out = tuple(x if x is None or hasattr(x, "shape") else _as_array(x) for x in xs)
     return out if len(out) > 1 else out[0]
+
+
+def _as_array(x):
+    traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(x))
+    return jnp.asarray(x) if traced else np.asarray(x)
 
 
 # ---------------------------------------------------------------- static checks
@@ -196,7 +205,7 @@ def check_range(name, value, *, low=None, high=None, low_open=False, high_open=F
     if value is None:
         return None
     if isinstance(value, (list, tuple)):
-        value = jnp.asarray(value)
+        value = _as_array(value)
     check_real(**{name: value})
     if shape is not None:
         check_broadcastable(name, value, shape)
