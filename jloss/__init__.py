@@ -10,7 +10,7 @@ each function's docstring gives its formula, shapes, an example and its referenc
 """
 
 from jloss import analysis, metrics, plot
-from jloss._core.checks import LossInputError, checked
+from jloss._core.checks import InputWarning, LossInputError, checked
 from jloss.analysis import loss_landscape
 from jloss.heads.linear_cross_entropy import linear_cross_entropy, linear_log_probs
 from jloss.losses.classification import (
@@ -63,6 +63,7 @@ __version__ = "0.1.0"
 __all__ = [
     "EarlyStopping",
     "History",
+    "InputWarning",
     "LossInputError",
     "Recommendation",
     "TrainState",

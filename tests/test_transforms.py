@@ -1,62 +1,89 @@
 """Eager, jit, vmap, pmap (4 forced CPU devices), shard_map and jax.checkpoint
-agree for every row of the registry, in value and gradient."""
+agree for every row of the registry, in value and gradient.
 
+The eager / jit / pmap comparison runs as ``chex.variants`` (``without_jit``,
+``with_jit``, ``with_pmap``: the example broadcast to every device); vmap and
+checkpoint run over a batch of examples. Trees are compared with
+``chex.assert_trees_all_close``.
+"""
+
+import functools
 import zlib
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from _registry import CASES, grads_of, opt_id, params, reference, to_jax
+from absl.testing import parameterized
 from jax.sharding import Mesh, PartitionSpec
 
 import jloss
 
 DEVICES = 4
 RTOL, ATOL = 1e-5, 1e-6
+BY_NAME = {c.name: c for c in CASES}
 
 
-def _close(a, b, what):
-    for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b), strict=False):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=RTOL, atol=ATOL,
-                                   err_msg=what)
+def _close(a, b):
+    chex.assert_trees_all_close(a, b, rtol=RTOL, atol=ATOL)
 
 
 def test_four_cpu_devices_are_forced():
     assert jax.device_count() == DEVICES
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_transforms_agree(case):
-    """Per-example value and gradient: eager == jit == vmap == pmap == checkpoint."""
+def _value_and_grads(case, opts, *a):
+    """The loss of one example (a row of the batch) and its gradients."""
+    def f(*a):
+        return case.fn(*a, **opts)
+
+    return f(*a), grads_of(case, f, a)
+
+
+@functools.cache
+def _examples(name):
+    """A batch of examples of the case, their eager values and gradients (checked against
+    the float64 reference) and the options they were computed with."""
+    case = BY_NAME[name]
     opts = case.options[0]
     rng = np.random.default_rng(zlib.crc32(f"{case.name}|t".encode()))
     batch = to_jax(case, case.make(rng, (DEVICES,), opts))
-
-    def f(*a):  # the loss of one example (a row of the batch)
-        return case.fn(*a, **opts)
-
-    def value_and_grads(*a):
-        return f(*a), grads_of(case, f, a)
-
-    def remat_value_and_grads(*a):
-        g = jax.checkpoint(f)
-        return g(*a), grads_of(case, g, a)
-
     rows = [tuple(a[i] for a in batch) for i in range(DEVICES)]
-    eager = [value_and_grads(*r) for r in rows]
-    eager = jax.block_until_ready(jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *eager))
-    expected = [reference(case, r, opts) for r in rows]
-    np.testing.assert_allclose(np.asarray(eager[0]), expected, rtol=2e-5, atol=1e-6)
+    eager = [jax.block_until_ready(_value_and_grads(case, opts, *r)) for r in rows]
+    np.testing.assert_allclose([float(v) for v, _ in eager],
+                               [reference(case, r, opts) for r in rows], rtol=2e-5, atol=1e-6)
+    return opts, batch, rows, eager
 
-    jitted, vmapped, remat = jax.block_until_ready(jax.jit(lambda b: (
-        [value_and_grads(*(a[i] for a in b)) for i in range(DEVICES)],
-        jax.vmap(value_and_grads)(*b), jax.vmap(remat_value_and_grads)(*b)))(batch))
-    _close(jitted, [jax.tree_util.tree_map(lambda x, i=i: x[i], eager) for i in range(DEVICES)],
-           "jit")
-    _close(vmapped, eager, "vmap")
-    _close(remat, eager, "checkpoint")
-    _close(jax.block_until_ready(jax.pmap(value_and_grads)(*batch)), eager, "pmap")
+
+class TransformsAgree(chex.TestCase):
+
+    @chex.variants(without_jit=True, with_jit=True, with_pmap=True)
+    @parameterized.named_parameters(*[(c.name, c.name) for c in CASES])
+    def test_one_example(self, name):
+        """Value and gradient of one example: eager == jit == pmap."""
+        opts, _, rows, eager = _examples(name)
+        fn = self.variant(functools.partial(_value_and_grads, BY_NAME[name], opts))
+        for row, expected in list(zip(rows, eager, strict=True))[:2]:
+            _close(jax.block_until_ready(fn(*row)), expected)
+
+    @parameterized.named_parameters(*[(c.name, c.name) for c in CASES])
+    def test_vmap_and_checkpoint(self, name):
+        """Per-example values and gradients over a batch: vmap and vmap of jax.checkpoint."""
+        opts, batch, _, eager = _examples(name)
+        case = BY_NAME[name]
+        stacked = jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *eager)
+
+        def remat(*a):
+            g = jax.checkpoint(lambda *a: case.fn(*a, **opts))
+            return g(*a), grads_of(case, g, a)
+
+        f = functools.partial(_value_and_grads, case, opts)
+        vmapped, rematted = jax.block_until_ready(
+            jax.jit(lambda b: (jax.vmap(f)(*b), jax.vmap(remat)(*b)))(batch))
+        _close(vmapped, stacked)
+        _close(rematted, stacked)
 
 
 @pytest.mark.parametrize("case,opts", **params(which="rich"))
@@ -123,4 +150,4 @@ def test_shard_map_with_replicated_operands(name, fn, sharded, replicated):
         jax.jit(jax.value_and_grad(local, argnums=floats))(*args))
     ref_value, ref_grads = jax.value_and_grad(fn, argnums=floats)(*args)
     np.testing.assert_allclose(float(value), float(ref_value), rtol=RTOL)
-    _close(grads, ref_grads, name)
+    _close(grads, ref_grads)

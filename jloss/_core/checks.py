@@ -2,29 +2,38 @@
 
 Two kinds, with different timing:
 
-* static checks (shapes, dtypes, option strings) run at trace time, so they
-  fire under ``jax.jit`` too, and raise ValueError / TypeError naming the
-  argument;
-* value checks (labels in range, probabilities that are probabilities) need
-  the numbers. They raise :class:`LossInputError` when the inputs are concrete
-  (eager calls), are skipped under a plain ``jax.jit`` (the loss then returns
-  NaN for the offending example), and become ``checkify`` checks inside
-  :func:`checked`, which raises them under ``jit`` as well.
+* static checks (shapes, ranks, dtypes, option strings, static ints) run at
+  trace time, so they fire under ``jax.jit`` too. Shapes, ranks and dtypes are
+  chex assertions (``chex.assert_shape``, ``assert_equal_shape``,
+  ``assert_type``, ...) raising ValueError / TypeError with a message that
+  names the argument; ``chex.disable_asserts()`` turns them off with the rest
+  of chex's assertions;
+* value checks (labels in range, probabilities that are probabilities,
+  non-negative weights) need the numbers. They raise :class:`LossInputError`
+  when the inputs are concrete (eager calls), are skipped under a plain
+  ``jax.jit`` (the loss then returns NaN for the offending example), and
+  become ``checkify`` checks inside :func:`checked`, which raises them under
+  ``jit`` as well. Their messages name the first offending value, its
+  position and the number of bad entries.
 
 Hyperparameters are validated when concrete and accepted when traced, so a
-schedule may feed ``gamma`` or ``label_smoothing`` inside a jitted step.
+schedule may feed ``gamma`` or ``label_smoothing`` inside a jitted step;
+inside :func:`checked` a traced hyperparameter is checked too.
 """
 
 import contextvars
 import functools
 import math
+import warnings
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.experimental import checkify
+from jax.experimental.xla_metadata import set_xla_metadata
 
-from jloss._core.reduce import REDUCTIONS
+from jloss._core.reduce import REDUCTIONS, loss_mask
 
 
 class LossInputError(ValueError):
@@ -46,34 +55,64 @@ class LossInputError(ValueError):
     """
 
 
+class InputWarning(UserWarning):
+    """Inputs a loss accepts but that look like a mistake (probabilities passed as logits)."""
+
+
+# ----------------------------------------------------------------- array-likes
+
+
+def array_likes(*xs):
+    """Lists, tuples and Python numbers as arrays (every array argument accepts them).
+
+    They become NumPy arrays, so their values stay concrete (checked) under a
+    trace; a list holding traced arrays becomes a traced array.
+    """
+    out = tuple(x if x is None or hasattr(x, "shape") else _as_array(x) for x in xs)
+    return out if len(out) > 1 else out[0]
+
+
+def _as_array(x):
+    traced = any(isinstance(v, jax.core.Tracer) for v in jax.tree_util.tree_leaves(x))
+    return jnp.asarray(x) if traced else np.asarray(x)
+
+
 # ---------------------------------------------------------------- static checks
 
 
 def check_reduction(reduction):
-    if reduction not in REDUCTIONS:
+    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
 
 
+def _dtype(x):
+    return x.dtype if hasattr(x, "dtype") else np.asarray(x).dtype
+
+
 def check_float(**arrays):
-    """Each argument must be a floating-point array (TypeError otherwise)."""
+    """Each argument must be a real floating-point array (TypeError otherwise)."""
     for name, x in arrays.items():
-        dtype = jnp.asarray(x).dtype
-        if not jnp.issubdtype(dtype, jnp.floating):
-            raise TypeError(
-                f"{name} must be a floating-point array, got dtype {dtype}; "
-                f"cast it with {name}.astype(jnp.float32)"
-            )
+        chex.assert_type(x, float, exception_type=TypeError, custom_message=(
+            f"{name} must be a floating-point array, got dtype {_dtype(x)}; "
+            f"cast it with {name}.astype(jnp.float32)"))
+
+
+def check_real(**arrays):
+    """No argument may be complex (TypeError otherwise); None passes."""
+    # chex has no "any real dtype" assertion: assert_type takes one expected type.
+    for name, x in arrays.items():
+        if x is not None and jnp.issubdtype(_dtype(x), jnp.complexfloating):
+            raise TypeError(f"{name} must be real, got complex dtype {_dtype(x)}; "
+                            f"pass the real part or the magnitude")
 
 
 def check_integer(**arrays):
     """Each argument must be an integer array (TypeError otherwise)."""
     for name, x in arrays.items():
-        dtype = jnp.asarray(x).dtype
-        if not jnp.issubdtype(dtype, jnp.integer):
-            raise TypeError(
-                f"{name} must be an integer array of class indices, got dtype {dtype}; "
-                "for one-hot or probability targets use categorical_cross_entropy"
-            )
+        chex.assert_type(x, int, exception_type=TypeError, custom_message=(
+            f"{name} must be an integer array of class indices, got dtype {_dtype(x)}; "
+            "for one-hot or probability targets use categorical_cross_entropy, or take "
+            "the argmax"))
 
 
 def check_same_shape(**arrays):
@@ -81,46 +120,73 @@ def check_same_shape(**arrays):
     (n1, a1), *rest = arrays.items()
     for n2, a2 in rest:
         s1, s2 = jnp.shape(a1), jnp.shape(a2)
-        if s1 != s2:
-            raise ValueError(
-                f"{n1} and {n2} must have the same shape, got {n1} {s1} and {n2} {s2}"
-            )
+        chex.assert_equal_shape([a1, a2], exception_type=ValueError, custom_message=(
+            f"{n1} and {n2} must have the same shape, got {n1} {s1} and {n2} {s2}"))
 
 
-def check_shape(name, x, expected, reason):
-    if jnp.shape(x) != tuple(expected):
-        raise ValueError(f"{name} has shape {jnp.shape(x)} but {reason} needs shape {tuple(expected)}")
+def check_shape(name, x, expected, reason, hint=""):
+    expected = tuple(expected)
+    chex.assert_shape(x, expected, exception_type=ValueError, custom_message=(
+        f"{name} has shape {jnp.shape(x)} but {reason} needs shape {expected}{hint}"))
+
+
+def check_rank(name, x, rank, what):
+    chex.assert_rank(x, rank, exception_type=ValueError, custom_message=(
+        f"{name} must have shape {what}, got shape {jnp.shape(x)}"))
 
 
 def check_broadcastable(name, x, shape):
     """``x`` must broadcast to ``shape`` without changing it (None passes)."""
     if x is None:
         return
-    xs = jnp.shape(x)
-    try:
-        out = np.broadcast_shapes(xs, tuple(shape))
-    except ValueError:
-        out = None
-    if out != tuple(shape):
-        raise ValueError(
-            f"{name} has shape {xs}, which does not broadcast to the unreduced loss "
-            f"shape {tuple(shape)}"
-        )
+    chex.assert_is_broadcastable(jnp.shape(x), tuple(shape), exception_type=ValueError,
+                                 custom_message=(
+        f"{name} has shape {jnp.shape(x)}, which does not broadcast to the unreduced loss "
+        f"shape {tuple(shape)}"))
+
+
+def static_int(name, value, *, low=None):
+    """A static integer option (Python int, NumPy integer or 0-d integer array) as an int."""
+    if isinstance(value, jax.core.Tracer):
+        raise ValueError(f"{name} must be a static int, got a traced value; pass a Python int "
+                         f"(mark it static with static_argnames under jax.jit)")
+    dtype = getattr(value, "dtype", None)
+    is_int = isinstance(value, int) or (dtype is not None and jnp.issubdtype(dtype, jnp.integer))
+    if (isinstance(value, (bool, np.bool_)) or not is_int or np.ndim(value) != 0
+            or (low is not None and int(value) < low)):
+        at_least = "" if low is None else f" >= {low}"
+        raise ValueError(f"{name} must be an int{at_least}, got {value!r}")
+    return int(value)
+
+
+def check_int(name, value, *, low):
+    """``value`` must be an int >= ``low`` (Python, NumPy or a 0-d array; a bool is not one)."""
+    return static_int(name, value, low=low)
+
+
+def optional_int(name, value):
+    """A static int option that may be None (``ignore_index``)."""
+    return None if value is None else static_int(name, value)
 
 
 def check_axis(axis, ndim, name="logits"):
+    axis = static_int("axis", axis)
     if not -ndim <= axis < ndim or ndim == 0:
         raise ValueError(f"axis={axis} is out of range for {name} with {ndim} dimensions")
     return axis % ndim
 
 
 def check_convention(reduction, weights, where, loss_shape):
-    """The checks every loss shares: reduction, weights, where."""
+    """The checks every loss shares: reduction, weights (shape and values), where."""
     check_reduction(reduction)
     check_broadcastable("weights", weights, loss_shape)
     check_broadcastable("where", where, loss_shape)
-    if where is not None and jnp.asarray(where).dtype != jnp.bool_:
-        raise TypeError(f"where must be a boolean mask, got dtype {jnp.asarray(where).dtype}")
+    if where is not None and _dtype(where) != jnp.bool_:
+        raise TypeError(f"where must be a boolean mask, got dtype {_dtype(where)}")
+    if weights is not None:
+        w = concrete(weights)
+        w = jnp.broadcast_to(weights, loss_shape) if w is None else np.broadcast_to(w, loss_shape)
+        check_nonnegative("weights", w, loss_mask(where, loss_shape))
 
 
 def concrete(x):
@@ -133,33 +199,50 @@ def concrete(x):
         return None
 
 
-def check_range(name, value, *, low=None, high=None, low_open=False, high_open=False):
-    """A hyperparameter in [low, high] (ends open as asked); traced values pass."""
-    v = concrete(value)
-    if v is None:
-        return
-    bad = False
+def _span(low, high, low_open, high_open):
+    lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+    hi = "" if high is None else f"{high}" + (")" if high_open else "]")
+    if low is not None and high is not None:
+        return f"in {lo}, {hi}"
     if low is not None:
-        bad |= bool(np.any(v <= low)) if low_open else bool(np.any(v < low))
-    if high is not None:
-        bad |= bool(np.any(v >= high)) if high_open else bool(np.any(v > high))
-    if bad or bool(np.any(np.isnan(v))):
-        lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
-        hi = "" if high is None else f"{high}" + (")" if high_open else "]")
-        if low is not None and high is not None:
-            span = f"in {lo}, {hi}"
-        elif low is not None:
-            span = f"{'>' if low_open else '>='} {low}"
-        else:
-            span = f"{'<' if high_open else '<='} {high}"
-        raise ValueError(f"{name} must be {span}, got {v.tolist() if v.ndim else v.item()}")
+        return f"{'>' if low_open else '>='} {low}"
+    return f"{'<' if high_open else '<='} {high}"
 
 
-def check_int(name, value, *, low):
-    """``value`` must be a Python or NumPy integer >= ``low`` (a bool is not one); returns it as int."""
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
+def check_range(name, value, *, low=None, high=None, low_open=False, high_open=False,
+                shape=None):
+    """A hyperparameter in [low, high] (ends open as asked), never NaN.
+
+    Concrete values (Python and NumPy scalars, arrays) raise ValueError now;
+    traced values pass, except inside :func:`checked` where they become a
+    check. With ``shape``, the value must broadcast to it (ValueError).
+    Returns the value, a list or tuple as an array.
+    """
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        value = _as_array(value)
+    check_real(**{name: value})
+    if shape is not None:
+        check_broadcastable(name, value, shape)
+
+    def bad(v, xp):
+        out = xp.isnan(v)
+        if low is not None:
+            out |= (v <= low) if low_open else (v < low)
+        if high is not None:
+            out |= (v >= high) if high_open else (v > high)
+        return out
+
+    span = _span(low, high, low_open, high_open)
+    v = concrete(value)
+    if v is not None:
+        if np.any(bad(v.astype(np.float64), np)):
+            raise ValueError(f"{name} must be {span}, got {v.tolist() if v.ndim else v.item()}")
+    elif _CHECKING.get():
+        checkify.check(jnp.logical_not(jnp.any(bad(jnp.asarray(value), jnp))),
+                       f"{name} must be {span}, got {{value}}", value=jnp.asarray(value))
+    return value
 
 
 def check_number(name, value, *, low=None, low_open=False):
@@ -189,34 +272,84 @@ def is_zero(value):
 _CHECKING = contextvars.ContextVar("jloss_checking", default=False)
 
 
-def check_values(bad, message, **arrays):
-    """Raise when ``bad(**arrays)`` is True anywhere.
+def _expand(mask, ndim):
+    return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
 
-    ``bad`` is written with ``jnp`` and returns a boolean array; positions a
-    loss masks out should already be False in it. Eager inputs raise
-    :class:`LossInputError`; traced inputs raise only inside :func:`checked`.
+
+def check_values(x, bad, message, mask=None, hint=None):
+    """Raise when ``bad(x)`` is True at a counted position.
+
+    ``bad(x, xp)`` is written with ``xp`` (NumPy for concrete inputs, ``jnp``
+    for traced ones) and returns a boolean array of ``x.shape``
+    (elementwise checks) or of a leading part of it (row checks, e.g. a
+    distribution along the class axis); ``mask`` (where it has fewer axes, it
+    covers the leading ones) marks the counted positions. The error reads
+    "``message``; found K bad entries, the first V at position P", plus
+    ``hint(counted values of x)`` when given (eager calls only). Eager inputs
+    raise :class:`LossInputError`; traced inputs raise only inside
+    :func:`checked` (a checkify check with the same numbers).
     """
-    values = {k: concrete(v) for k, v in arrays.items()}
-    if all(v is not None for v in values.values()):
-        with jax.ensure_compile_time_eval():  # concrete values inside a trace stay eager
-            failed = bool(np.any(np.asarray(bad(**{k: jnp.asarray(v) for k, v in values.items()}))))
-        if failed:
-            raise LossInputError(message)
+    xc, mc = concrete(x), concrete(mask)
+    if xc is not None and (mask is None or mc is not None):
+        flags = np.asarray(bad(xc, np))
+        if mc is not None:
+            flags = flags & _expand(mc.astype(bool), flags.ndim)
+        count = int(np.count_nonzero(flags))
+        if count:
+            first = np.unravel_index(int(np.argmax(flags.reshape(-1))), flags.shape)
+            what = f" {_show(xc[first])}" if flags.shape == xc.shape else ""
+            unit = ("entry", "entries") if flags.shape == xc.shape else ("row", "rows")
+            counted = xc if mc is None else xc[np.broadcast_to(_expand(mc.astype(bool), xc.ndim),
+                                                                 xc.shape)]
+            extra = hint(counted) if hint is not None else ""
+            raise LossInputError(f"{message}; found {count} bad {unit[count > 1]}, "
+                                 f"the first{what} at position {tuple(int(i) for i in first)}"
+                                 f"{extra}")
     elif _CHECKING.get():
-        checkify.check(jnp.logical_not(jnp.any(bad(**arrays))), message)
+        flags = bad(jnp.asarray(x), jnp)
+        if mask is not None:
+            flags = flags & _expand(jnp.asarray(mask, bool), flags.ndim)
+        flat = flags.reshape(-1)
+        index = jnp.argmax(flat)
+        fields = {"count": jnp.sum(flat), "position": jnp.stack(jnp.unravel_index(index, flags.shape))
+                  if flags.ndim else jnp.zeros((0,), jnp.int32)}
+        what = ""
+        if flags.shape == jnp.shape(x):
+            fields["value"] = jnp.asarray(x).reshape(-1)[index]
+            what = " {value}"
+        checkify.check(jnp.logical_not(jnp.any(flat)),
+                       f"{message}; found {{count}} bad entries, the first{what} "
+                       f"at position {{position}}", **fields)
+
+
+def _show(v):
+    v = np.asarray(v)
+    return repr(v.item()) if v.ndim == 0 else np.array2string(v, precision=4)
 
 
 def checked(fn):
     """Wrap ``fn`` (a loss, a train step, ...) so that value checks raise under jit too.
 
-    Under a plain ``jax.jit`` the values are unknown when the checks run, so an
-    out-of-range label gives NaN for its example instead of an error. The
-    wrapper traces ``fn`` with jloss's value checks turned into
-    ``jax.experimental.checkify`` checks, compiles it with ``jax.jit`` and runs
-    it; a failed check raises :class:`LossInputError`. Non-array arguments
-    (strings, Python numbers, None) are passed as static values. A function
-    already wrapped by ``jax.jit`` is unwrapped first, so checks are traced even
-    if it ran before without them. See :doc:`/conventions`.
+    ``fn`` is traced with jloss's value checks turned into
+    ``jax.experimental.checkify`` checks, compiled with ``jax.jit`` and run; a
+    failed check raises :class:`LossInputError`. Arrays (JAX and NumPy with at
+    least one axis) are traced; everything else (strings, Python and NumPy
+    scalars, 0-d NumPy arrays, None) is static, so hyperparameters given as
+    numbers are validated as in an eager call (one compilation per value:
+    pass a ``jnp`` array for a value that changes every call). A function
+    already wrapped by ``jax.jit`` is unwrapped first, so its checks are
+    traced even if it ran before without them.
+
+    Under other transformations: ``jax.grad(checked(f))``, ``checked(jax.grad(f))``,
+    ``checked(jax.jit(f))`` and ``jax.vmap(checked(f))`` raise
+    :class:`LossInputError` as above; ``jax.jit(checked(f))`` raises from
+    inside the compiled computation when it runs (a
+    ``jax.errors.JaxRuntimeError`` whose message holds the LossInputError:
+    wrap the jitted function instead, ``checked(jax.jit(f))``, for the
+    LossInputError itself); a ``checked`` function called inside another
+    passes its checks to the outer one. A ``jax.jit`` function that ``fn`` calls and
+    that was compiled before without checks keeps that cached trace: wrap the
+    outermost function.
 
     Args:
       fn: the function to wrap.
@@ -242,15 +375,20 @@ def checked(fn):
     References:
       ``jax.experimental.checkify``; ``chex.chexify``.
     """
+    # chex.chexify does this job for chex's own assertions, but it refuses traced
+    # arguments (jax.grad / jax.jit around it), static arguments and raises AssertionError.
     inner = getattr(fn, "__wrapped__", fn) if hasattr(fn, "lower") else fn
 
     def traced(dynamic, static, treedef, is_dynamic):
         it_d, it_s = iter(dynamic), iter(static)
-        leaves = [next(it_d) if d else next(it_s) for d in is_dynamic]
+        leaves = [next(it_d) if d else next(it_s).value for d in is_dynamic]
         args, kwargs = jax.tree_util.tree_unflatten(treedef, leaves)
         token = _CHECKING.set(True)
         try:
-            return inner(*args, **kwargs)
+            # The metadata is part of every jax.jit cache key: a jitted function that fn calls
+            # is traced apart with its checks, and its plain compiled version stays check-free.
+            with set_xla_metadata(jloss_checked="true"):
+                return inner(*args, **kwargs)
         finally:
             _CHECKING.reset(token)
 
@@ -261,54 +399,113 @@ def checked(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         leaves, treedef = jax.tree_util.tree_flatten((args, kwargs))
-        is_dynamic = tuple(isinstance(x, (jax.Array, np.ndarray, np.generic)) for x in leaves)
-        dynamic = [x for x, d in zip(leaves, is_dynamic, strict=False) if d]
-        static = tuple(x for x, d in zip(leaves, is_dynamic, strict=False) if not d)
-        err, out = compiled(dynamic, static, treedef, is_dynamic)
-        message = err.get()
-        if message is not None:
-            raise LossInputError(message.split(" (`check` failed)")[0].strip())
-        return out
+        is_dynamic = tuple(_is_dynamic(x) for x in leaves)
+        dynamic = [x for x, d in zip(leaves, is_dynamic, strict=True) if d]
+        static = tuple(_Static(x) for x, d in zip(leaves, is_dynamic, strict=True) if not d)
+        if not any(isinstance(x, jax.core.Tracer) for x in dynamic):
+            err, out = compiled(dynamic, static, treedef, is_dynamic)
+            _raise(err)
+            return out
+        # Under an outer transformation the checks run on their own (their unused outputs
+        # are pruned under jit): differentiating through checkify drops or breaks the
+        # gradients of custom_vjp functions (zeros, or "foreach() argument 2 is shorter").
+        err, _ = compiled(jax.lax.stop_gradient(dynamic), static, treedef, is_dynamic)
+        if _CHECKING.get():
+            checkify.check_error(err)  # inside an outer checked(): its checkify raises it
+        else:
+            jax.debug.callback(_raise, err)  # inside jax.jit / vmap: raise when it runs
+        return inner(*args, **kwargs)
 
     return wrapper
+
+
+def _raise(err):
+    message = err.get()
+    if message is not None:
+        raise LossInputError(message.split(" (`check` failed)")[0].strip())
+
+
+def _is_dynamic(x):
+    if isinstance(x, np.ndarray):
+        return x.ndim > 0
+    return isinstance(x, jax.Array)
+
+
+class _Static:
+    """A static leaf of :func:`checked`: hashed by value, NumPy scalars included."""
+
+    def __init__(self, value):
+        self.value = value
+        v = np.asarray(value) if isinstance(value, (np.ndarray, np.generic)) else None
+        self._key = (type(value), v.dtype.str, v.item()) if v is not None else (type(value), value)
+
+    def __hash__(self):
+        return hash(self._key)
+
+    def __eq__(self, other):
+        return isinstance(other, _Static) and self._key == other._key
 
 
 # ------------------------------------------------------- shared value checks
 
 
+def _label_hint(num_classes):
+    def hint(labels):
+        if labels.size and labels.min() >= 1 and labels.max() == num_classes:
+            return f"; labels look 1-based (1..{num_classes}): subtract 1"
+        return ""
+    return hint
+
+
 def check_class_labels(labels, num_classes, mask):
     """Integer labels in [0, num_classes) wherever ``mask`` counts them."""
-    def bad(labels, mask=None):
-        out = (labels < 0) | (labels >= num_classes)
-        return out if mask is None else out & mask
-
-    arrays = {"labels": labels} if mask is None else {"labels": labels, "mask": mask}
-    check_values(bad, f"labels must be in [0, {num_classes}) (or ignore_index); "
-                      f"found a label outside that range", **arrays)
+    check_values(labels, lambda y, xp: (y < 0) | (y >= num_classes),
+                 f"labels must be in [0, {num_classes}) (or ignore_index)", mask,
+                 _label_hint(num_classes))
 
 
 def check_unit_interval(name, x, mask, hint=""):
     """Values in [0, 1] wherever ``mask`` (broadcast over trailing axes) counts them."""
-    def bad(x, mask=None):
-        out = (x < 0) | (x > 1) | jnp.isnan(x)
-        if mask is not None:
-            out = out & mask.reshape(mask.shape + (1,) * (out.ndim - mask.ndim))
-        return out
+    check_values(x, lambda v, xp: ~((v >= 0) & (v <= 1)), f"{name} must lie in [0, 1]{hint}", mask)
 
-    arrays = {"x": x} if mask is None else {"x": x, "mask": mask}
-    check_values(bad, f"{name} must lie in [0, 1]{hint}", **arrays)
+
+def check_nonnegative(name, x, mask=None):
+    """Finite values >= 0 (weights, class weights, soft targets) wherever counted."""
+    if x is None:
+        return
+    check_real(**{name: x})
+    check_values(x, lambda v, xp: ~((v >= 0) & xp.isfinite(v)),
+                 f"{name} must be non-negative and finite", mask)
+
+
+def check_soft_targets(name, x, axis, mask):
+    """Soft targets: finite and non-negative (they need not sum to 1, as torch and optax)."""
+    v = concrete(x)
+    check_nonnegative(name, jnp.moveaxis(x, axis, -1) if v is None else np.moveaxis(v, axis, -1),
+                      mask)
 
 
 def check_distribution(name, x, axis, mask, hint=""):
-    """Non-negative values summing to 1 along ``axis`` wherever counted."""
-    def bad(x, mask=None):
-        xf = x.astype(jnp.float32)
-        tol = 1e-3 if x.dtype in (jnp.float32, jnp.float64) else 2e-2
-        out = jnp.any((xf < 0) | (xf > 1) | jnp.isnan(xf), axis=axis)
-        out = out | (jnp.abs(jnp.sum(xf, axis=axis) - 1) > tol)
-        return out if mask is None else out & mask
+    """Non-negative values summing to 1 along ``axis`` wherever counted (per row)."""
+    def bad(x, xp):
+        xf = xp.moveaxis(x, axis, -1).astype(xp.float32)
+        tol = 1e-3 if x.dtype in (np.float32, np.float64) else 2e-2
+        out = xp.any(~((xf >= 0) & (xf <= 1)), axis=-1)
+        return out | (xp.abs(xp.sum(xf, axis=-1) - 1) > tol)
 
-    arrays = {"x": x} if mask is None else {"x": x, "mask": mask}
-    check_values(bad, f"{name} must be probabilities in [0, 1] summing to 1 along axis "
-                      f"{axis}{hint}", **arrays)
+    check_values(x, bad, f"{name} must be probabilities in [0, 1] summing to 1 along axis {axis}{hint}",
+                 mask)
 
+
+def warn_if_probabilities(logits, axis, name="logits", stacklevel=3):
+    """Warn (eager calls only) when every row of ``logits`` already looks like probabilities.
+
+    ``stacklevel`` 3 points the warning at the caller of the loss that calls this."""
+    x = concrete(logits)
+    if x is None or x.size == 0 or x.shape[axis] < 2:
+        return
+    x = np.moveaxis(x.astype(np.float64), axis, -1)
+    if np.all((x >= 0) & (x <= 1)) and np.allclose(x.sum(-1), 1.0, atol=1e-3):
+        warnings.warn(f"every row of {name} lies in [0, 1] and sums to 1: these look like "
+                      "probabilities; pass logits, or from_logits=False", InputWarning,
+                      stacklevel=stacklevel)

@@ -11,6 +11,8 @@ def class_axis(logits, axis, reduction, weights, where, name="logits"):
     checks.check_float(**{name: logits})
     axis = checks.check_axis(axis, jnp.ndim(logits), name)
     shape = jnp.shape(logits)
+    if shape[axis] == 0:
+        raise ValueError(f"{name} has shape {shape}: its class axis {axis} is empty (no classes)")
     loss_shape = shape[:axis] + shape[axis + 1:]
     checks.check_convention(reduction, weights, where, loss_shape)
     return axis, loss_shape, shape[axis]
@@ -23,16 +25,19 @@ def to_rows(x, axis):
 
 
 def check_class_vector(name, v, num_classes):
-    """A per-class vector (class_weights, alpha) must have shape (C,)."""
+    """A per-class factor (class_weights, alpha): a scalar or shape (C,), non-negative and finite."""
     if v is not None and jnp.ndim(v) != 0:
         checks.check_shape(name, v, (num_classes,), f"logits with {num_classes} classes")
+    checks.check_nonnegative(name, v)
 
 
 def check_sparse_labels(labels, logits, axis, loss_shape, name):
     """Integer labels with the shape of ``logits`` without its class axis."""
     checks.check_integer(labels=labels)
+    one_hot = jnp.shape(labels) == jnp.shape(logits)
+    hint = "; labels look one-hot: use categorical_cross_entropy or argmax" if one_hot else ""
     checks.check_shape("labels", labels, loss_shape,
-                        f"{name} of shape {jnp.shape(logits)} without its class axis {axis}")
+                        f"{name} of shape {jnp.shape(logits)} without its class axis {axis}", hint)
 
 
 def label_mask(labels, ignore_index, where, loss_shape):

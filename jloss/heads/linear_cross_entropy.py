@@ -167,8 +167,9 @@ def _check_head(hidden, weight, labels, bias, class_weights, logit_softcap, temp
     if bias is not None:
         checks.check_float(bias=bias)
     h_shape, w_shape = jnp.shape(hidden), jnp.shape(weight)
-    if len(h_shape) < 1:
-        raise ValueError(f"hidden must have shape (..., D), got a scalar of shape {h_shape}")
+    checks.check_rank("hidden", hidden, max(len(h_shape), 1), "(..., D)")
+    if h_shape[-1] == 0:
+        raise ValueError(f"hidden has shape {h_shape}: its feature axis D is empty")
     if len(w_shape) != 2 or w_shape[0] != h_shape[-1]:
         raise ValueError(
             f"weight has shape {w_shape} but hidden {h_shape} needs shape ({h_shape[-1]}, V) "
@@ -184,9 +185,8 @@ def _check_head(hidden, weight, labels, bias, class_weights, logit_softcap, temp
     loss_shape = h_shape[:-1]
     checks.check_integer(labels=labels)
     checks.check_shape("labels", labels, loss_shape, f"hidden {h_shape} without its last axis")
-    checks.check_range("temperature", temperature, low=0, low_open=True)
-    if logit_softcap is not None:
-        checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True)
+    checks.check_range("temperature", temperature, low=0, low_open=True, shape=())
+    checks.check_range("logit_softcap", logit_softcap, low=0, low_open=True, shape=())
     cap = logit_softcap
     c = checks.concrete(logit_softcap)
     if c is not None and c.ndim == 0 and np.isposinf(c):
@@ -339,12 +339,15 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
       (2019). Megatron-LM (vocab-parallel cross-entropy); Gemma Team (2024),
       Gemma 2 (logit soft-capping); PyTorch ``torch.nn.functional.cross_entropy``.
     """
+    hidden, weight, labels, bias, class_weights, weights, where = checks.array_likes(
+        hidden, weight, labels, bias, class_weights, weights, where)
     cap, sizes, placement, vocab, loss_shape = _check_head(
         hidden, weight, labels, bias, class_weights, logit_softcap, temperature, block_size,
         vocab_axis, batch_axes)
     checks.check_convention(reduction, weights, where, loss_shape)
-    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
-    checks.check_range("z_loss", z_loss, low=0)
+    checks.check_range("label_smoothing", label_smoothing, low=0, high=1, shape=())
+    checks.check_range("z_loss", z_loss, low=0, shape=())
+    ignore_index = checks.optional_int("ignore_index", ignore_index)
     mask = label_mask(labels, ignore_index, where, loss_shape)
     checks.check_class_labels(labels, vocab, mask)
     static = dict(sizes, ignore_index=ignore_index, smoothing_on=not checks.is_zero(label_smoothing),
@@ -410,6 +413,7 @@ def linear_log_probs(hidden, weight, labels, *, bias=None, temperature=1.0, logi
       Wijmans, E. et al. (2024). Cut Your Losses in Large-Vocabulary Language
       Models; Rafailov, R. et al. (2023). Direct Preference Optimization.
     """
+    hidden, weight, labels, bias = checks.array_likes(hidden, weight, labels, bias)
     cap, sizes, placement, vocab, _ = _check_head(
         hidden, weight, labels, bias, None, logit_softcap, temperature, block_size, vocab_axis,
         batch_axes)

@@ -52,13 +52,17 @@ def _constant(*hyperparameters):
 
 
 def _binary_checks(logits, labels, weights, where, reduction, from_logits, name="logits"):
+    """The shared checks; returns the arguments with lists and tuples as arrays."""
+    logits, labels, weights, where = checks.array_likes(logits, labels, weights, where)
     checks.check_float(**{name: logits})
+    checks.check_real(labels=labels)
     checks.check_same_shape(**{name: logits, "labels": labels})
     checks.check_convention(reduction, weights, where, jnp.shape(logits))
     mask = loss_mask(where, jnp.shape(logits))
     checks.check_unit_interval("labels", labels, mask)
     if not from_logits:
         checks.check_unit_interval(name, logits, mask, _LOGITS_HINT)
+    return logits, labels, weights, where
 
 
 def _binary_inputs(logits, labels, where, from_logits):
@@ -122,10 +126,13 @@ def binary_cross_entropy(logits, labels, *, from_logits=True, pos_weight=None,
       Szegedy, C. et al. (2016). Rethinking the Inception Architecture for
       Computer Vision (label smoothing).
     """
-    _binary_checks(logits, labels, weights, where, reduction, from_logits)
-    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
+    logits, labels, weights, where = _binary_checks(logits, labels, weights, where, reduction,
+                                                    from_logits)
+    label_smoothing = checks.check_range("label_smoothing", label_smoothing, low=0, high=1,
+                                         shape=jnp.shape(logits))
+    pos_weight = checks.array_likes(pos_weight)
     checks.check_broadcastable("pos_weight", pos_weight, jnp.shape(logits))
-    checks.check_range("pos_weight", pos_weight, low=0)
+    checks.check_nonnegative("pos_weight", pos_weight)
     return _bce(logits, labels, pos_weight, label_smoothing, weights, where,
                 from_logits=from_logits, reduction=reduction)
 
@@ -196,9 +203,10 @@ def binary_focal_loss(logits, labels, *, gamma=2.0, alpha=0.25, from_logits=True
     References:
       Lin, T.-Y. et al. (2017). Focal Loss for Dense Object Detection. ICCV.
     """
-    _binary_checks(logits, labels, weights, where, reduction, from_logits)
-    checks.check_range("gamma", gamma, low=0)
-    checks.check_range("alpha", alpha, low=0, high=1)
+    logits, labels, weights, where = _binary_checks(logits, labels, weights, where, reduction,
+                                                    from_logits)
+    gamma = checks.check_range("gamma", gamma, low=0, shape=jnp.shape(logits))
+    alpha = checks.check_range("alpha", alpha, low=0, high=1, shape=jnp.shape(logits))
     return _binary_focal(logits, labels, gamma, alpha, weights, where,
                          from_logits=from_logits, reduction=reduction)
 
@@ -282,22 +290,31 @@ def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, lab
       PyTorch ``torch.nn.functional.cross_entropy``; Chowdhery, A. et al. (2022).
       PaLM: Scaling Language Modeling with Pathways (z-loss).
     """
+    logits, targets, class_weights, weights, where = checks.array_likes(
+        logits, targets, class_weights, weights, where)
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
+    checks.check_real(targets=targets)
     checks.check_same_shape(logits=logits, targets=targets)
     _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
     mask = loss_mask(where, loss_shape)
-    checks.check_distribution("targets", targets, axis, mask)
-    if not from_logits:
-        checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+    checks.check_soft_targets("targets", targets, axis, mask)
+    _check_first_argument(logits, axis, mask, from_logits)
     return _categorical(logits, targets, label_smoothing, class_weights, z_loss, weights, where,
                         axis=axis, from_logits=from_logits, reduction=reduction)
 
 
+def _check_first_argument(logits, axis, mask, from_logits):
+    """Probabilities with ``from_logits=False``; a warning if logits look like probabilities."""
+    if from_logits:
+        checks.warn_if_probabilities(logits, axis, stacklevel=4)
+    else:
+        checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+
+
 def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits):
-    checks.check_range("label_smoothing", label_smoothing, low=0, high=1)
-    checks.check_range("z_loss", z_loss, low=0)
+    checks.check_range("label_smoothing", label_smoothing, low=0, high=1, shape=())
+    checks.check_range("z_loss", z_loss, low=0, shape=())
     check_class_vector("class_weights", class_weights, num_classes)
-    checks.check_range("class_weights", class_weights, low=0)
     if not from_logits and not checks.is_zero(z_loss):
         raise ValueError("z_loss needs logits: it is not defined with from_logits=False")
 
@@ -385,13 +402,15 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
       PyTorch ``torch.nn.functional.cross_entropy``; Szegedy, C. et al. (2016)
       for label smoothing; Chowdhery, A. et al. (2022), PaLM, for the z-loss.
     """
+    logits, labels, class_weights, weights, where = checks.array_likes(
+        logits, labels, class_weights, weights, where)
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")
+    ignore_index = checks.optional_int("ignore_index", ignore_index)
     _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits)
     mask = label_mask(labels, ignore_index, where, loss_shape)
     checks.check_class_labels(labels, num_classes, mask)
-    if not from_logits:
-        checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
+    _check_first_argument(logits, axis, mask, from_logits)
     return _sparse(logits, labels, label_smoothing, class_weights, z_loss, weights, where,
                    axis=axis, ignore_index=ignore_index, from_logits=from_logits,
                    smoothing_on=not checks.is_zero(label_smoothing), reduction=reduction)
@@ -468,12 +487,14 @@ def categorical_focal_loss(logits, labels, *, gamma=2.0, alpha=None, axis=-1, ig
     References:
       Lin, T.-Y. et al. (2017). Focal Loss for Dense Object Detection. ICCV.
     """
+    logits, labels, alpha, weights, where = checks.array_likes(logits, labels, alpha, weights, where)
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")
-    checks.check_range("gamma", gamma, low=0)
+    ignore_index = checks.optional_int("ignore_index", ignore_index)
+    gamma = checks.check_range("gamma", gamma, low=0, shape=())
     check_class_vector("alpha", alpha, num_classes)
-    checks.check_range("alpha", alpha, low=0)
     checks.check_class_labels(labels, num_classes, label_mask(labels, ignore_index, where, loss_shape))
+    checks.warn_if_probabilities(logits, axis)
     return _categorical_focal(logits, labels, gamma, alpha, weights, where, axis=axis,
                               ignore_index=ignore_index, reduction=reduction)
 

@@ -63,13 +63,16 @@ def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=
       Hinton, G. et al. (2015). Distilling the Knowledge in a Neural Network;
       PyTorch ``torch.nn.functional.kl_div``.
     """
+    logits, targets, weights, where = checks.array_likes(logits, targets, weights, where)
     axis, loss_shape, _ = class_axis(logits, axis, reduction, weights, where)
     checks.check_same_shape(logits=logits, targets=targets)
     checks.check_float(targets=targets)
     mask = loss_mask(where, loss_shape)
     if not log_targets:
-        checks.check_distribution("targets", targets, axis, mask)
-    if not from_logits:
+        checks.check_soft_targets("targets", targets, axis, mask)
+    if from_logits:
+        checks.warn_if_probabilities(logits, axis)
+    else:
         checks.check_distribution("logits", logits, axis, mask,
                                    "; with from_logits=False pass probabilities")
     return _kl(logits, targets, weights, where, axis=axis, from_logits=from_logits,

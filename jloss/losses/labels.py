@@ -37,6 +37,7 @@ def one_hot(labels, num_classes, *, dtype=jnp.float32):
     References:
       ``jax.nn.one_hot``; Keras ``keras.ops.one_hot``.
     """
+    labels = checks.array_likes(labels)
     checks.check_integer(labels=labels)
     num_classes = checks.check_int("num_classes", num_classes, low=1)
     return jax.nn.one_hot(labels, num_classes, dtype=dtype)
@@ -73,6 +74,7 @@ def smooth_labels(one_hot, alpha, *, axis=-1):
       Szegedy, C. et al. (2016). Rethinking the Inception Architecture for
       Computer Vision. CVPR.
     """
+    one_hot = checks.array_likes(one_hot)
     checks.check_float(one_hot=one_hot)
     checks.check_range("alpha", alpha, low=0, high=1)
     axis = checks.check_axis(axis, jnp.ndim(one_hot), "one_hot")

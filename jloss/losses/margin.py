@@ -16,18 +16,17 @@ from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
 def _hinge_checks(scores, labels, weights, where, reduction, margin):
+    """The shared checks; returns the arguments with lists and tuples as arrays."""
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     checks.check_float(scores=scores)
+    checks.check_real(labels=labels)
     checks.check_same_shape(scores=scores, labels=labels)
     checks.check_convention(reduction, weights, where, jnp.shape(scores))
-    mask = loss_mask(where, jnp.shape(scores))
-
-    def bad(labels, mask=None):
-        out = (labels != -1) & (labels != 0) & (labels != 1)
-        return out if mask is None else out & mask
-
-    arrays = {"labels": labels} if mask is None else {"labels": labels, "mask": mask}
-    checks.check_values(bad, "hinge labels must be -1 or +1 (0 is read as -1)", **arrays)
-    checks.check_range("margin", margin)
+    checks.check_values(labels, lambda y, xp: (y != -1) & (y != 0) & (y != 1),
+                        "hinge labels must be -1 or +1 (0 is read as -1)",
+                        loss_mask(where, jnp.shape(scores)))
+    margin = checks.check_range("margin", margin, shape=jnp.shape(scores))
+    return scores, labels, margin, weights, where
 
 
 def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
@@ -66,7 +65,8 @@ def hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduction="me
       Cortes, C. and Vapnik, V. (1995). Support-Vector Networks. *Machine
       Learning* 20; Keras ``keras.losses.hinge``.
     """
-    _hinge_checks(scores, labels, weights, where, reduction, margin)
+    scores, labels, margin, weights, where = _hinge_checks(scores, labels, weights, where,
+                                                           reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=False, reduction=reduction)
 
 
@@ -107,7 +107,8 @@ def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduc
       Keras ``keras.losses.squared_hinge``; Lee, C.-P. and Lin, C.-J. (2013).
       A Study on L2-Loss (Squared Hinge-Loss) Multiclass SVM. *Neural Computation* 25(5).
     """
-    _hinge_checks(scores, labels, weights, where, reduction, margin)
+    scores, labels, margin, weights, where = _hinge_checks(scores, labels, weights, where,
+                                                           reduction, margin)
     return _hinge(scores, labels, margin, weights, where, squared=True, reduction=reduction)
 
 
@@ -168,11 +169,14 @@ def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axi
       Weston, J. and Watkins, C. (1999). Support Vector Machines for Multi-Class
       Pattern Recognition. ESANN; PyTorch ``torch.nn.functional.multi_margin_loss``.
     """
+    scores, labels, class_weights, weights, where = checks.array_likes(
+        scores, labels, class_weights, weights, where)
     axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
     check_sparse_labels(labels, scores, axis, loss_shape, "scores")
+    p = checks.static_int("p", p)
     if p not in (1, 2):
         raise ValueError(f"p must be 1 or 2, got {p!r}")
-    checks.check_range("margin", margin)
+    margin = checks.check_range("margin", margin, shape=())
     check_class_vector("class_weights", class_weights, num_classes)
     checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
     return _multiclass_hinge(scores, labels, margin, class_weights, weights, where,

@@ -23,9 +23,13 @@ from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
 def _check(predictions, targets, weights, where, reduction, name="predictions"):
+    """The shared checks; returns the arguments with lists and tuples as arrays."""
+    predictions, targets, weights, where = checks.array_likes(predictions, targets, weights, where)
     checks.check_float(**{name: predictions})
+    checks.check_real(targets=targets)
     checks.check_same_shape(**{name: predictions, "targets": targets})
     checks.check_convention(reduction, weights, where, jnp.shape(predictions))
+    return predictions, targets, weights, where
 
 
 @functools.partial(jax.jit, static_argnames=("pointwise", "reduction"))
@@ -106,7 +110,7 @@ def mean_squared_error(predictions, targets, *, weights=None, where=None, reduct
     References:
       Gauss, C. F. (1809). *Theoria motus corporum coelestium* (least squares).
     """
-    _check(predictions, targets, weights, where, reduction)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
     return _elementwise(_squared, predictions, targets, (), weights, where, reduction)
 
 
@@ -145,7 +149,7 @@ def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduc
     References:
       Laplace, P.-S. (1774); least absolute deviations.
     """
-    _check(predictions, targets, weights, where, reduction)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
     return _elementwise(_absolute, predictions, targets, (), weights, where, reduction)
 
 
@@ -189,8 +193,8 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
       Huber, P. J. (1964). Robust Estimation of a Location Parameter.
       *Annals of Mathematical Statistics* 35(1).
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("delta", delta, low=0, low_open=True)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    delta = checks.check_range("delta", delta, low=0, low_open=True, shape=jnp.shape(predictions))
     return _elementwise(_huber, predictions, targets, (delta,), weights, where, reduction)
 
 
@@ -231,8 +235,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     References:
       Girshick, R. (2015). Fast R-CNN. ICCV.
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("beta", beta, low=0)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    beta = checks.check_range("beta", beta, low=0, shape=jnp.shape(predictions))
     return _elementwise(_smooth_l1, predictions, targets, (beta,), weights, where, reduction)
 
 
@@ -273,7 +277,7 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
       Keras ``keras.losses.log_cosh``; Chen, P. et al. (2019). Log Hyperbolic
       Cosine Loss Improves Variational Auto-Encoder.
     """
-    _check(predictions, targets, weights, where, reduction)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
     return _elementwise(_log_cosh, predictions, targets, (), weights, where, reduction)
 
 
@@ -313,8 +317,9 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
     References:
       Koenker, R. and Bassett, G. (1978). Regression Quantiles. *Econometrica* 46(1).
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("quantile", quantile, low=0, high=1, low_open=True, high_open=True)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    quantile = checks.check_range("quantile", quantile, low=0, high=1, low_open=True,
+                                  high_open=True, shape=jnp.shape(predictions))
     return _elementwise(_pinball, predictions, targets, (quantile,), weights, where, reduction)
 
 
@@ -363,15 +368,13 @@ def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None,
       Nix, D. A. and Weigend, A. S. (1994). Estimating the mean and variance of
       the target probability distribution. ICNN.
     """
-    _check(mean, targets, weights, where, reduction, name="mean")
+    mean, targets, weights, where = _check(mean, targets, weights, where, reduction, name="mean")
+    variance = checks.array_likes(variance)
     checks.check_float(variance=variance)
     variance = _variance_like(variance, jnp.shape(mean))
-    checks.check_range("eps", eps, low=0, low_open=True)
-    mask = loss_mask(where, jnp.shape(mean))
-    checks.check_values(
-        lambda v, mask=None: (v < 0) if mask is None else (v < 0) & mask,
-        "variance has a negative entry", **({"v": jnp.broadcast_to(variance, jnp.shape(mean))}
-                                           | ({} if mask is None else {"mask": mask})))
+    eps = checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(mean))
+    checks.check_values(jnp.broadcast_to(variance, jnp.shape(mean)), lambda v, xp: ~(v >= 0),
+                        "variance has a negative entry (or NaN)", loss_mask(where, jnp.shape(mean)))
     return _gaussian_nll(mean, targets, variance, eps, weights, where, full=full,
                          reduction=reduction)
 
@@ -443,8 +446,8 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
       PyTorch ``torch.nn.functional.poisson_nll_loss``; McCullagh, P. and Nelder,
       J. A. (1989). *Generalized Linear Models*.
     """
-    _check(predictions, targets, weights, where, reduction)
-    checks.check_range("eps", eps, low=0, low_open=True)
+    predictions, targets, weights, where = _check(predictions, targets, weights, where, reduction)
+    eps = checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(predictions))
     return _poisson_nll(predictions, targets, eps, weights, where, log_input=log_input,
                         full=full, reduction=reduction)
 
