@@ -418,7 +418,7 @@ def test_default_block_size_rule():
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, class_weights=b[:-1]), ValueError,
      r"class_weights has shape \(99,\)"),
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, class_weights=b), ValueError,
-     "class_weights must be >= 0"),
+     "class_weights must be non-negative"),
     (lambda h, w, b, y: linear_cross_entropy(h, w, y, vocab_axis="model"), ValueError,
      "vocab_axis='model'.*jax.shard_map"),
     (lambda h, w, b, y: linear_log_probs(h, w, y.at[0, 0].set(V)), jloss.LossInputError,

@@ -56,7 +56,20 @@ class LossInputError(ValueError):
 
 
 class InputWarning(UserWarning):
-    """Inputs a loss accepts but that look like a mistake (probabilities passed as logits)."""
+    """Inputs a loss accepts but that look like a mistake (probabilities passed as logits).
+
+    Raised as a warning, in eager calls only (never under ``jax.jit``, never an error).
+
+    Examples:
+      >>> import warnings
+      >>> import jax.numpy as jnp
+      >>> import jloss
+      >>> with warnings.catch_warnings(record=True) as caught:
+      ...     warnings.simplefilter("always")
+      ...     _ = jloss.sparse_categorical_cross_entropy(jnp.array([[0.9, 0.1]]), jnp.array([0]))
+      >>> [w.category.__name__ for w in caught]
+      ['InputWarning']
+    """
 
 
 # ----------------------------------------------------------------- array-likes

@@ -181,7 +181,6 @@ def _check_head(hidden, weight, labels, bias, class_weights, logit_softcap, temp
     if bias is not None:
         checks.check_shape("bias", bias, (vocab,), f"weight with {vocab} classes")
     check_class_vector("class_weights", class_weights, vocab)
-    checks.check_range("class_weights", class_weights, low=0)
     loss_shape = h_shape[:-1]
     checks.check_integer(labels=labels)
     checks.check_shape("labels", labels, loss_shape, f"hidden {h_shape} without its last axis")
