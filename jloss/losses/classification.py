@@ -192,7 +192,15 @@ def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, lab
     if not from_logits:
         checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
     return _categorical(logits, targets, label_smoothing, class_weights, z_loss, weights, where,
-                        axis=axis, from_logits=from_logits, reduction=reduction)
+                        axis=axis, from_logits=from_logits, reduction=reduction,
+                        **_static_terms(label_smoothing, z_loss))
+
+
+def _static_terms(label_smoothing, z_loss):
+    """Which terms a kernel computes: a term whose factor is statically 0 does not exist
+    (``0 * lse^2`` would be NaN where ``lse^2`` overflows)."""
+    return {"smoothing_on": not checks.is_zero(label_smoothing),
+            "z_loss_on": not checks.is_zero(z_loss)}
 
 
 def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, from_logits):
@@ -204,9 +212,10 @@ def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, fr
         raise ValueError("z_loss needs logits: it is not defined with from_logits=False")
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction"))
+@functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction", "smoothing_on",
+                                             "z_loss_on"))
 def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, where, *,
-                 axis, from_logits, reduction):
+                 axis, from_logits, reduction, smoothing_on, z_loss_on):
     smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     mask = loss_mask(where, loss_shape)
@@ -215,7 +224,8 @@ def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, whe
     t = fill_masked(to_rows(targets, axis), row_mask, 0)
     smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
     if from_logits:
-        loss = dense_softmax_ce(x, t, smoothing, class_weights, z_loss)
+        loss = dense_softmax_ce(smoothing_on, x, t, smoothing, class_weights,
+                                z_loss if z_loss_on else None)
     else:
         dtype = compute_dtype(x)
         num_classes = x.shape[-1]
@@ -258,20 +268,21 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
         checks.check_distribution("logits", logits, axis, mask, _LOGITS_HINT)
     return _sparse(logits, labels, label_smoothing, class_weights, z_loss, weights, where,
                    axis=axis, ignore_index=ignore_index, from_logits=from_logits,
-                   smoothing_on=not checks.is_zero(label_smoothing), reduction=reduction)
+                   reduction=reduction, **_static_terms(label_smoothing, z_loss))
 
 
 @functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "from_logits",
-                                             "smoothing_on", "reduction"))
+                                             "smoothing_on", "z_loss_on", "reduction"))
 def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *, axis,
-            ignore_index, from_logits, smoothing_on, reduction):
+            ignore_index, from_logits, smoothing_on, z_loss_on, reduction):
     smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     num_classes = logits.shape[axis]
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis,
                                     0 if from_logits else 1 / num_classes)
     smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
     if from_logits:
-        loss = sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights, z_loss)
+        loss = sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights,
+                                 z_loss if z_loss_on else None)
     else:
         dtype = compute_dtype(x)
         logp = clamped_log(x.astype(dtype))
