@@ -12,7 +12,8 @@ of the mean loss with respect to its first argument, for jloss and for its peer:
   (forward + backward on the same CPU) is added when torch is installed;
 - time: the calls are interleaved (jloss, peer, jloss, peer, ...); each round's ratio is
   jloss / peer, the table gives the median ratio over the rounds and its spread
-  (lowest - highest round);
+  (lowest - highest round), in wall time and in CPU time of this process (less
+  disturbed by other processes on a shared machine);
 - scratch: compiled temporary memory, ``compile().memory_analysis().temp_size_in_bytes``;
 - kept: bytes the backward keeps, the array leaves of the closure ``jax.vjp`` returns
   (the inputs themselves included; a float32 copy of a bfloat16 input shows here).
@@ -242,10 +243,12 @@ def _torch_call(fn, args, dtype):
 
 
 def _time(call, calls):
-    start = time.perf_counter()
+    """(wall, CPU) seconds per call; CPU time (all threads of this process) is less
+    disturbed by other processes on a shared machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(calls):
         call()
-    return (time.perf_counter() - start) / calls
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
 def measure(case, n, c, dtype, rounds, calls):
@@ -266,9 +269,11 @@ def measure(case, n, c, dtype, rounds, calls):
             times[name].append(_time(call, calls))
     rows = {}
     for name in calls_by_name:
-        ratios = [a / b for a, b in zip(times["jloss"], times[name], strict=True)]
-        rows[name] = (1e3 * statistics.median(times[name]), *mem[name], statistics.median(ratios),
-                      min(ratios), max(ratios))
+        ratios = [a[0] / b[0] for a, b in zip(times["jloss"], times[name], strict=True)]
+        cpu_ratios = [a[1] / b[1] for a, b in zip(times["jloss"], times[name], strict=True)]
+        rows[name] = (1e3 * statistics.median(t[0] for t in times[name]), *mem[name],
+                      statistics.median(ratios), min(ratios), max(ratios),
+                      statistics.median(cpu_ratios))
     return rows
 
 
@@ -293,19 +298,19 @@ def main():
           f"device {jax.devices()[0].device_kind}")
     print(f"value_and_grad of the mean loss w.r.t. the first input, N x C = {n} x {c}, "
           f"median of {rounds} interleaved rounds of {calls} calls; ratios jloss / peer\n")
-    print("| loss | dtype | peer | jloss ms | peer ms | time ratio (spread) | jloss scratch MiB "
-          "| peer scratch MiB | jloss kept MiB | peer kept MiB |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("| loss | dtype | peer | jloss ms | peer ms | time ratio (spread) | CPU-time ratio "
+          "| jloss scratch MiB | peer scratch MiB | jloss kept MiB | peer kept MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         for dtype in args.dtypes.split(","):
             rows = measure(case, n, c, dtype, rounds, calls)
             ours = rows["jloss"]
-            for name, (ms, scratch, kept, ratio, low, high) in rows.items():
+            for name, (ms, scratch, kept, ratio, low, high, cpu) in rows.items():
                 if name == "jloss":
                     continue
                 print(f"| {case.name} | {dtype} | {name} | {ours[0]:.2f} | {ms:.2f} | "
-                      f"{ratio:.2f} ({low:.2f}-{high:.2f}) | {_mib(ours[1])} | {_mib(scratch)} | "
-                      f"{_mib(ours[2])} | {_mib(kept)} |", flush=True)
+                      f"{ratio:.2f} ({low:.2f}-{high:.2f}) | {cpu:.2f} | {_mib(ours[1])} | "
+                      f"{_mib(scratch)} | {_mib(ours[2])} | {_mib(kept)} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -80,20 +80,24 @@ def _smooth_l1(e, beta):
     return jnp.where(a < beta, 0.5 * e * e / safe_beta, a - 0.5 * beta)
 
 
-def _tanh_from_log_cosh(e, value):
-    """``tanh(e) = sign(e) sqrt(1 - exp(-2 log cosh e))``, from the loss value (``e`` below 1e-4: ``e``)."""
-    a = jnp.abs(e)
-    t = jnp.where(a < 1e-4, a, jnp.sqrt(-jnp.expm1(-2 * value)))
-    return jnp.where(e < 0, -t, t)
+def _tanh(e, value):
+    """``d log cosh(e) / de = tanh(e)``, selected on the value (always >= 0).
+
+    The select makes the backward read the value, which XLA writes anyway for
+    the reduction, and write the gradient into its buffer: no scratch.
+    """
+    return jnp.where(value < 0, 0, jnp.tanh(e))
 
 
-@_pointwise(_tanh_from_log_cosh)
+@_pointwise(_tanh)
 def _log_cosh(e):
-    # cosh a - 1 = w^2 / (2 (1 + w)), w = expm1(a): exact near 0 (about e^2 / 2), one exp;
-    # from |e| = 40 on, log cosh e = |e| - log 2 to float64 precision.
+    # |e| < 1: -log(1 - tanh^2) / 2, exact near 0 (about e^2 / 2); beyond, |e| - log 2 +
+    # log1p(exp(-2|e|)), finite for any e. One log1p on the selected argument.
     a = jnp.abs(e)
-    w = jnp.expm1(jnp.minimum(a, 40.0))
-    return jnp.where(a < 40, jnp.log1p(w * w / (2 + 2 * w)), a - math.log(2.0))
+    small = a < 1
+    t = jnp.tanh(a)
+    r = jnp.log1p(jnp.where(small, -t * t, jnp.exp(-2 * a)))
+    return jnp.where(small, -0.5 * r, a - math.log(2.0) + r)
 
 
 def _pinball(e, quantile):
@@ -145,9 +149,9 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
 def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"):
     """``log(cosh(e))``: about ``e^2 / 2`` near 0 and ``|e| - log 2`` far out.
 
-    Computed as ``log1p(w^2 / (2 + 2w))`` with ``w = expm1(|e|)`` (accurate down
-    to ``e^2 / 2``) and ``|e| - log 2`` from ``|e| = 40`` on, finite for any
-    ``e``; the gradient ``tanh(e)`` is read back from the value.
+    Computed as ``-log1p(-tanh(e)^2) / 2`` for ``|e| < 1`` (accurate down to
+    ``e^2 / 2``) and ``|e| + softplus(-2|e|) - log 2`` beyond, finite for any
+    ``e``; the gradient is ``tanh(e)``.
     Reference: ``keras.losses.log_cosh``.
     """
     _check(predictions, targets, weights, where, reduction)
