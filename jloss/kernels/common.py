@@ -22,7 +22,7 @@ def zero_cotangent(v):
 
 
 def row_max(x):
-    """Per-row max in the compute dtype: 0 for an all -inf row, the largest finite ``x`` for a +inf one.
+    """Per-row max in the compute dtype: 0 for an all -inf row, the largest finite value for a +inf one.
 
     Taken in the input dtype, where it is exact: taken on a float32 upcast of
     half-precision logits, XLA would materialise that upcast to share it
@@ -36,7 +36,7 @@ def relative(x, m):
     """``x - m``, at most 0, for logits ``x`` and their row max ``m`` (broadcast by the caller).
 
     The clamp is the limit at a +inf logit (whose row max is the largest
-    float, see :func:`row_max`): it weighs 1 in the softmax (its class gets
+    finite value, see :func:`row_max`): it weighs 1 in the softmax (its class gets
     all the probability mass, shared with any other +inf class), so a +inf
     label logit gives the loss 0 and the gradient 0, never ``inf - inf``.
     """
@@ -49,6 +49,7 @@ def row_stats(x):
     m = row_max(x)
     shifted = relative(x.astype(m.dtype), m[:, None])
     return shifted, m, jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+
 
 def upcast(x):
     """``x`` in the compute dtype, bfloat16 widened through its bits (exact, equal to ``astype``).
