@@ -10,7 +10,7 @@ of the mean loss with respect to its first argument, for jloss and for its peer:
 - peer: optax's function where optax has one, else the plain ``jax.numpy`` formula,
   jitted (written here, the same definition); where PyTorch has the loss, a PyTorch row
   (forward + backward on the same CPU) is added when torch is installed;
-- time: the calls are interleaved (jloss, peer, jloss, peer, ...); each round's ratio is
+- time: the calls are interleaved (jloss, peer, peer, jloss, ...); each round's ratio is
   jloss / peer, the table gives the median ratio over the rounds and its spread
   (lowest - highest round), in wall time and in CPU time of this process (less
   disturbed by other processes on a shared machine);
@@ -264,9 +264,10 @@ def measure(case, n, c, dtype, rounds, calls):
         calls_by_name["torch"]()
         mem["torch"] = (None, None)
     times = {name: [] for name in calls_by_name}
-    for _ in range(rounds):
-        for name, call in calls_by_name.items():
-            times[name].append(_time(call, calls))
+    order = list(calls_by_name)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:  # no contender always runs first
+            times[name].append(_time(calls_by_name[name], calls))
     rows = {}
     for name in calls_by_name:
         ratios = [a[0] / b[0] for a, b in zip(times["jloss"], times[name], strict=True)]

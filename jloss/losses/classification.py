@@ -32,7 +32,7 @@ from jloss._core.layout import (
     to_rows,
 )
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import clamped_log, focal_modulator
+from jloss.kernels.common import clamped_log, focal_modulator, keep_inputs
 from jloss.kernels.sigmoid import sigmoid_bce, sigmoid_focal, smooth_binary_labels
 from jloss.kernels.softmax import dense_softmax_ce, softmax_focal, sparse_softmax_ce
 
@@ -112,9 +112,12 @@ def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, 
     if from_logits:
         loss = sigmoid_bce(x, y, pw, jnp.asarray(smoothing, dtype))
     else:
-        y = smooth_binary_labels(y, dtype, smoothing)
-        p = x.astype(dtype)
-        loss = -(pw * y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
+        def probability_bce(p, y, pw):
+            y = smooth_binary_labels(y, dtype, smoothing)
+            p = p.astype(dtype)
+            return -(pw * y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
+
+        loss = keep_inputs(probability_bce, x, y, pw)
     return reduce_loss(loss, mask, weights, reduction)
 
 

@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 
 
 def _check(predictions, targets, weights, where, reduction, name="predictions"):
@@ -33,9 +34,13 @@ def _elementwise(pointwise, predictions, targets, params, weights, where, reduct
     """Apply ``pointwise(e, *params)`` to the masked-safe error and reduce."""
     mask = loss_mask(where, predictions.shape)
     dtype = compute_dtype(predictions, targets)
-    p = fill_masked(predictions, mask, 0).astype(dtype)
-    t = fill_masked(jnp.asarray(targets), mask, 0).astype(dtype)
-    return reduce_loss(pointwise(p - t, *params), mask, weights, reduction)
+
+    def loss(p, t):
+        return pointwise(p.astype(dtype) - t.astype(dtype), *params)
+
+    p = fill_masked(predictions, mask, 0)
+    t = fill_masked(jnp.asarray(targets), mask, 0)
+    return reduce_loss(keep_inputs(loss, p, t), mask, weights, reduction)
 
 
 def _squared(e):
@@ -208,14 +213,17 @@ def _variance_like(variance, shape):
 def _gaussian_nll(mean, targets, variance, eps, weights, where, *, full, reduction):
     mask = loss_mask(where, mean.shape)
     dtype = compute_dtype(mean, variance)
-    m = fill_masked(mean, mask, 0).astype(dtype)
-    t = fill_masked(targets, mask, 0).astype(dtype)
-    v = fill_masked(jnp.broadcast_to(variance, mean.shape), mask, 1).astype(dtype)
-    v = v + jax.lax.stop_gradient(jnp.maximum(v, eps) - v)
-    loss = 0.5 * (jnp.log(v) + (m - t) ** 2 / v)
-    if full:
-        loss = loss + 0.5 * math.log(2 * math.pi)
-    return reduce_loss(loss, mask, weights, reduction)
+
+    def loss(m, t, v):
+        m, t, v = m.astype(dtype), t.astype(dtype), v.astype(dtype)
+        v = v + jax.lax.stop_gradient(jnp.maximum(v, eps) - v)
+        out = 0.5 * (jnp.log(v) + (m - t) ** 2 / v)
+        return out + 0.5 * math.log(2 * math.pi) if full else out
+
+    m = fill_masked(mean, mask, 0)
+    t = fill_masked(targets, mask, 0)
+    v = fill_masked(jnp.broadcast_to(variance, mean.shape), mask, 1)
+    return reduce_loss(keep_inputs(loss, m, t, v), mask, weights, reduction)
 
 
 def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None,
@@ -236,14 +244,19 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
 def _poisson_nll(predictions, targets, eps, weights, where, *, log_input, full, reduction):
     mask = loss_mask(where, predictions.shape)
     dtype = compute_dtype(predictions, targets)
-    x = fill_masked(predictions, mask, 0 if log_input else 1).astype(dtype)
-    y = fill_masked(jnp.asarray(targets), mask, 0).astype(dtype)
-    loss = jnp.exp(x) - y * x if log_input else x - y * jnp.log(x + eps)
-    if full:
-        safe_y = jnp.where(y > 1, y, 2)
-        stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * math.pi * safe_y)
-        loss = loss + jnp.where(y > 1, stirling, 0)
-    return reduce_loss(loss, mask, weights, reduction)
+
+    def loss(x, y):
+        x, y = x.astype(dtype), y.astype(dtype)
+        out = jnp.exp(x) - y * x if log_input else x - y * jnp.log(x + eps)
+        if full:
+            safe_y = jnp.where(y > 1, y, 2)
+            stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * math.pi * safe_y)
+            out = out + jnp.where(y > 1, stirling, 0)
+        return out
+
+    x = fill_masked(predictions, mask, 0 if log_input else 1)
+    y = fill_masked(jnp.asarray(targets), mask, 0)
+    return reduce_loss(keep_inputs(loss, x, y), mask, weights, reduction)
 
 
 mse = mean_squared_error
