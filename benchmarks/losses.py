@@ -3,6 +3,7 @@
     python3 benchmarks/losses.py                 # N x C = 4096 x 1024, float32 and bfloat16
     python3 benchmarks/losses.py --quick         # small sizes, a smoke run
     python3 benchmarks/losses.py --only log_cosh,huber --rounds 15
+    python3 benchmarks/losses.py --only sparse_categorical_cross_entropy --size 2048x32768
 
 For each loss (a row of ``CASES``) and dtype it measures ``jax.jit(jax.value_and_grad)``
 of the mean loss with respect to its first argument, for jloss and for its peer:
@@ -289,8 +290,10 @@ def main():
     parser.add_argument("--calls", type=int, default=3, help="calls per timing in a round")
     parser.add_argument("--only", default="", help="comma-separated loss names")
     parser.add_argument("--dtypes", default=",".join(DTYPES))
+    parser.add_argument("--size", default="", help="N x C, e.g. 2048x32768 (default 4096x1024)")
     args = parser.parse_args()
-    n, c = SIZES["quick" if args.quick else "full"]
+    n, c = (tuple(int(k) for k in args.size.split("x")) if args.size
+            else SIZES["quick" if args.quick else "full"])
     rounds, calls = (3, 1) if args.quick else (args.rounds, args.calls)
     only = set(filter(None, args.only.split(",")))
     cases = [case for case in CASES if not only or case.name in only]
