@@ -261,9 +261,13 @@ def measure(case, n, c, dtype, rounds, calls):
         calls_by_name[name], scratch = _compiled(loss, args)
         mem[name] = (scratch, _kept_bytes(loss, args))
     if case.torch is not None and torch is not None:
-        calls_by_name["torch"] = _torch_call(case.torch, args, dtype)
-        calls_by_name["torch"]()
-        mem["torch"] = (None, None)
+        call = _torch_call(case.torch, args, dtype)
+        try:
+            call()
+        except (NotImplementedError, RuntimeError):  # e.g. no bfloat16 CPU kernel: no torch row
+            call = None
+        if call is not None:
+            calls_by_name["torch"], mem["torch"] = call, (None, None)
     times = {name: [] for name in calls_by_name}
     order = list(calls_by_name)
     for r in range(rounds):

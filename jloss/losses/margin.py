@@ -57,7 +57,7 @@ def _hinge(scores, labels, margin, weights, where, *, squared, reduction):
 
     def loss(s, y):
         s, y = s.astype(dtype), y.astype(dtype)
-        m = margin - jnp.where(y == 0, -1, y) * s
+        m = margin - jnp.where(y > 0, s, -s)  # labels +-1, 0 read as -1
         out = jnp.where(m > 0, m, 0)
         return out**2 if squared else out
 
