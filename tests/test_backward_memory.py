@@ -31,6 +31,7 @@ LOSSES = {
     "poisson_nll": (lambda x: jloss.poisson_nll(x, _P), 2),
     "kl_divergence": (lambda x: jloss.kl_divergence(x, _DIST), 2),
     "hinge": (lambda x: jloss.hinge(x, _SIGNS), 2),
+    "multiclass_hinge": (lambda x: jloss.multiclass_hinge(x, jnp.arange(N), p=2), 1),
     "binary_cross_entropy(probabilities)": (
         lambda p: jloss.binary_cross_entropy(p, _SOFT, from_logits=False), 2),
 }

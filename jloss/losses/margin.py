@@ -93,14 +93,18 @@ def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, 
                       reduction):
     x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
     dtype = compute_dtype(x)
-    x = x.astype(dtype)
     num_classes = x.shape[-1]
-    own = jnp.take_along_axis(x, y[:, None], -1)
-    # the label column is dropped before the power: at an inf label score its margin is
-    # inf - inf, and a NaN there would leak into the gradient through x ** p
-    is_label = jnp.arange(num_classes)[None, :] == y[:, None]
-    violation = jnp.maximum(0, jnp.where(is_label, 0, margin - own + x)) ** p
-    loss = jnp.sum(violation, axis=-1) / num_classes
+
+    def margins(x, y):
+        x = x.astype(dtype)
+        own = jnp.take_along_axis(x, y[:, None], -1)
+        # the label column is dropped before the power: at an inf label score its margin is
+        # inf - inf, and a NaN there would leak into the gradient through x ** p
+        is_label = jnp.arange(num_classes)[None, :] == y[:, None]
+        violation = jnp.maximum(0, jnp.where(is_label, 0, margin - own + x)) ** p
+        return jnp.sum(violation, axis=-1) / num_classes
+
+    loss = keep_inputs(margins, x, y)
     if class_weights is not None:
         loss = loss * class_weights.astype(dtype)[y]
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
