@@ -1,26 +1,33 @@
-"""Sparse categorical cross-entropy: jloss vs optax, side by side in one run.
+"""Every public loss against its peer: value-and-grad time and compiled scratch, in one run.
 
-    python3 benchmarks/losses.py            # full table (about two minutes on 2 CPU cores)
-    python3 benchmarks/losses.py --quick    # small sizes, a smoke run
+    python3 benchmarks/losses.py                 # N x C = 4096 x 1024, float32 and bfloat16
+    python3 benchmarks/losses.py --quick         # small sizes, a smoke run
+    python3 benchmarks/losses.py --only log_cosh,huber --rounds 15
+    python3 benchmarks/losses.py --only sparse_categorical_cross_entropy --size 2048x32768
 
-For each case it measures, for value-and-grad of the mean loss w.r.t. the
-logits:
+For each loss (a row of ``CASES``) and dtype it measures ``jax.jit(jax.value_and_grad)``
+of the mean loss with respect to its first argument, for jloss and for its peer:
 
-- time: median over interleaved runs (jloss, optax, jloss, optax, ...),
-- scratch: compiled temporary memory, ``memory_analysis().temp_size_in_bytes``,
-- kept: bytes the backward keeps, the array leaves of the closure ``jax.vjp`` returns,
-- loss error: |mean loss - float64 NumPy reference|.
+- peer: optax's function where optax has one, else the plain ``jax.numpy`` formula,
+  jitted (written here, the same definition); where PyTorch has the loss, a PyTorch row
+  (forward + backward on the same CPU) is added when torch is installed;
+- time: the calls are interleaved (jloss, peer, peer, jloss, ...); each round's ratio is
+  jloss / peer, the table gives the median ratio over the rounds and its spread
+  (lowest - highest round), in wall time and in CPU time of this process (less
+  disturbed by other processes on a shared machine);
+- scratch: compiled temporary memory, ``compile().memory_analysis().temp_size_in_bytes``;
+- kept: bytes the backward keeps, the array leaves of the closure ``jax.vjp`` returns
+  (the inputs themselves included; a float32 copy of a bfloat16 input shows here).
 
-In bfloat16 two baselines run: optax as called on the bf16 logits (it then
-computes in bf16), and optax on logits the caller upcast to float32 (the
-float32 accuracy jloss gives).
-
-Ratios are jloss / optax: below 1 is better for jloss.
+The peer runs on the same inputs: in bfloat16 optax then computes in bfloat16, jloss in
+float32. Ratios below 1 are better for jloss.
 """
 
 import argparse
+import dataclasses
 import statistics
 import time
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -29,91 +36,290 @@ import optax
 
 import jloss
 
-CASES = [(2048, 32768, "float32"), (256, 131072, "float32"), (2048, 32768, "bfloat16")]
-QUICK = [(256, 4096, "float32"), (256, 4096, "bfloat16")]
+try:  # PyTorch rows only where torch is installed
+    import torch
+    import torch.nn.functional as F
+except ImportError:
+    torch = None
 
 
-def jloss_loss(logits, labels):
-    return jloss.sparse_categorical_cross_entropy(logits, labels)
+# ------------------------------------------------------------------ inputs
 
 
-def optax_loss(logits, labels):
-    return optax.losses.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+def _regression(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (jax.random.normal(k1, (n, c)).astype(dtype), jax.random.normal(k2, (n, c)).astype(dtype))
 
 
-def optax_f32_loss(logits, labels):
-    """optax on logits upcast by the caller: float32 accuracy, as jloss gives."""
-    return optax_loss(logits.astype(jnp.float32), labels)
+def _binary(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return ((3 * jax.random.normal(k1, (n, c))).astype(dtype),
+            jax.random.bernoulli(k2, 0.3, (n, c)).astype(dtype))
 
 
-def reference(logits, labels):
-    """The mean loss in float64 NumPy."""
-    x = np.asarray(logits.astype(jnp.float32), np.float64)
-    m = x.max(-1, keepdims=True)
-    lse = m[:, 0] + np.log(np.exp(x - m).sum(-1))
-    return float(np.mean(lse - x[np.arange(len(x)), np.asarray(labels)]))
+def _probabilities(k, n, c, dtype):
+    x, y = _binary(k, n, c, dtype)
+    return jax.nn.sigmoid(x.astype(jnp.float32)).astype(dtype), y
 
 
-def kept_bytes(loss, logits, labels):
-    _, vjp_fn = jax.vjp(lambda x: loss(x, labels), logits)
-    leaves = jax.tree_util.tree_leaves(vjp_fn)
-    return sum(leaf.nbytes for leaf in leaves if hasattr(leaf, "nbytes"))
+def _sparse(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (3 * jax.random.normal(k1, (n, c))).astype(dtype), jax.random.randint(k2, (n,), 0, c)
 
 
-def measure(n, v, dtype, repeats):
-    kx, ky = jax.random.split(jax.random.key(0))
-    logits = (3 * jax.random.normal(kx, (n, v))).astype(dtype)
-    labels = jax.random.randint(ky, (n,), 0, v)
-    fns, row = {}, {}
-    contenders = [("jloss", jloss_loss), ("optax", optax_loss)]
-    if dtype != "float32":
-        contenders.append(("optax-f32", optax_f32_loss))
-    ref = reference(logits, labels)
-    for name, loss in contenders:
-        fn = jax.jit(jax.value_and_grad(loss))
-        compiled = fn.lower(logits, labels).compile()
-        row[name + "_scratch"] = compiled.memory_analysis().temp_size_in_bytes
-        row[name + "_kept"] = kept_bytes(loss, logits, labels)
-        value, _ = fn(logits, labels)
-        row[name + "_err"] = abs(float(value) - ref)
-        fns[name] = fn
-    times = {name: [] for name in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            start = time.perf_counter()
-            jax.block_until_ready(fn(logits, labels))
-            times[name].append(time.perf_counter() - start)
-    for name in fns:
-        row[name + "_ms"] = 1e3 * statistics.median(times[name])
-    return [name for name, _ in contenders], row
+def _dense(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    targets = jax.nn.softmax(jax.random.normal(k2, (n, c)), axis=-1)
+    return (3 * jax.random.normal(k1, (n, c))).astype(dtype), targets.astype(dtype)
 
 
-def mib(b):
-    return f"{b / 2**20:.1f}"
+def _signs(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (jax.random.normal(k1, (n, c)).astype(dtype),
+            (2 * jax.random.bernoulli(k2, 0.5, (n, c)) - 1).astype(dtype))
+
+
+def _gaussian(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    mean, targets = _regression(k1, n, c, dtype)
+    return mean, targets, jax.random.uniform(k2, (n, c), minval=0.1, maxval=2.0).astype(dtype)
+
+
+def _poisson(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (jax.random.normal(k1, (n, c)).astype(dtype),
+            jax.random.poisson(k2, 2.0, (n, c)).astype(dtype))
+
+
+def _head(k, n, c, dtype):
+    k1, k2, k3 = jax.random.split(k, 3)
+    d = 256
+    return (jax.random.normal(k1, (n, d)).astype(dtype),
+            (jax.random.normal(k2, (d, c)) / 16).astype(dtype), jax.random.randint(k3, (n,), 0, c))
+
+
+# ------------------------------------------------------- plain jnp formulas
+
+
+def _f32(x):
+    return x.astype(jnp.promote_types(x.dtype, jnp.float32))
+
+
+def _jnp_smooth_l1(p, t):
+    a = jnp.abs(p - t)
+    return jnp.where(a < 1.0, 0.5 * a * a, a - 0.5).mean()
+
+
+def _jnp_pinball(p, t, q=0.3):
+    r = t - p
+    return jnp.maximum(q * r, (q - 1) * r).mean()
+
+
+def _jnp_gaussian_nll(m, t, v):
+    v = jnp.maximum(v, 1e-6)
+    return (0.5 * (jnp.log(v) + (m - t) ** 2 / v)).mean()
+
+
+def _jnp_focal(x, y, gamma=2.0):
+    logp = jax.nn.log_softmax(x, axis=-1)
+    logp_y = jnp.take_along_axis(logp, y[:, None], -1)[:, 0]
+    return (-(1 - jnp.exp(logp_y)) ** gamma * logp_y).mean()
+
+
+def _jnp_multiclass_hinge(s, y):
+    own = jnp.take_along_axis(s, y[:, None], -1)
+    v = jnp.maximum(0, 1 - own + s)
+    return ((v.sum(-1) - 1) / s.shape[-1]).mean()  # the label column adds max(0, 1) = 1
+
+
+def _jnp_bce_probabilities(p, y):
+    return -(y * jnp.maximum(jnp.log(p), -100) + (1 - y) * jnp.maximum(jnp.log1p(-p), -100)).mean()
+
+
+def _jnp_linear_ce(h, w, y):
+    return optax.losses.softmax_cross_entropy_with_integer_labels(_f32(h @ w), y).mean()
+
+
+# ---------------------------------------------------------------- the table
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One row: a public loss, its inputs, its peer.
+
+    ``ours``, ``peer`` and ``torch`` take the inputs ``make`` returns and give the
+    mean loss; the gradient is taken with respect to the first input. ``peer_name``
+    says what ``peer`` is ("optax" or "jnp"). ``torch`` (on torch tensors) is the
+    PyTorch function, where PyTorch has the loss.
+    """
+
+    name: str
+    make: Callable
+    ours: Callable
+    peer_name: str
+    peer: Callable
+    torch: Optional[Callable] = None
+
+
+def _t(name):
+    """A PyTorch ``F.<name>`` mean loss, or None without torch."""
+    return None if torch is None else (lambda *a, **kw: getattr(F, name)(*a, **kw))
+
+
+CASES = [
+    Case("mean_squared_error", _regression, jloss.mean_squared_error,
+         "optax", lambda p, t: optax.losses.squared_error(p, t).mean(), _t("mse_loss")),
+    Case("mean_absolute_error", _regression, jloss.mean_absolute_error,
+         "jnp", lambda p, t: jnp.abs(p - t).mean(), _t("l1_loss")),
+    Case("huber", _regression, jloss.huber,
+         "optax", lambda p, t: optax.losses.huber_loss(p, t).mean(), _t("huber_loss")),
+    Case("smooth_l1", _regression, jloss.smooth_l1, "jnp", _jnp_smooth_l1, _t("smooth_l1_loss")),
+    Case("log_cosh", _regression, jloss.log_cosh,
+         "optax", lambda p, t: optax.losses.log_cosh(p, t).mean()),
+    Case("pinball", _regression, lambda p, t: jloss.pinball(p, t, quantile=0.3), "jnp", _jnp_pinball),
+    Case("gaussian_nll", _gaussian, jloss.gaussian_nll, "jnp", _jnp_gaussian_nll,
+         None if torch is None else lambda m, t, v: F.gaussian_nll_loss(m, t, v)),
+    Case("poisson_nll", _poisson, jloss.poisson_nll,
+         "jnp", lambda x, y: (jnp.exp(x) - y * x).mean(), _t("poisson_nll_loss")),
+    Case("binary_cross_entropy", _binary, jloss.binary_cross_entropy,
+         "optax", lambda x, y: optax.losses.sigmoid_binary_cross_entropy(x, y).mean(),
+         _t("binary_cross_entropy_with_logits")),
+    Case("binary_cross_entropy(probs)", _probabilities,
+         lambda p, y: jloss.binary_cross_entropy(p, y, from_logits=False),
+         "jnp", _jnp_bce_probabilities, _t("binary_cross_entropy")),
+    Case("binary_focal_loss", _binary, jloss.binary_focal_loss,
+         "optax", lambda x, y: optax.losses.sigmoid_focal_loss(x, y, alpha=0.25, gamma=2.0).mean()),
+    Case("categorical_cross_entropy", _dense, jloss.categorical_cross_entropy,
+         "optax", lambda x, t: optax.losses.softmax_cross_entropy(x, t).mean(),
+         _t("cross_entropy")),
+    Case("sparse_categorical_cross_entropy", _sparse, jloss.sparse_categorical_cross_entropy,
+         "optax", lambda x, y: optax.losses.softmax_cross_entropy_with_integer_labels(x, y).mean(),
+         _t("cross_entropy")),
+    Case("categorical_focal_loss", _sparse, jloss.categorical_focal_loss, "jnp", _jnp_focal),
+    Case("kl_divergence", _dense, jloss.kl_divergence,
+         "optax", lambda x, t: optax.losses.kl_divergence(jax.nn.log_softmax(x, axis=-1), t).mean()),
+    Case("hinge", _signs, jloss.hinge,
+         "optax", lambda s, y: optax.losses.hinge_loss(s, y).mean()),
+    Case("squared_hinge", _signs, jloss.squared_hinge,
+         "jnp", lambda s, y: (jnp.maximum(0, 1 - s * y) ** 2).mean()),
+    Case("multiclass_hinge", _sparse, jloss.multiclass_hinge, "jnp", _jnp_multiclass_hinge,
+         _t("multi_margin_loss")),
+    Case("linear_cross_entropy", _head, jloss.linear_cross_entropy, "jnp", _jnp_linear_ce),
+]
+
+SIZES = {"full": (4096, 1024), "quick": (64, 128)}
+DTYPES = ("float32", "bfloat16")
+
+
+# ------------------------------------------------------------ measurement
+
+
+def _kept_bytes(loss, args):
+    _, vjp_fn = jax.vjp(lambda x: loss(x, *args[1:]), args[0])
+    return sum(leaf.nbytes for leaf in jax.tree_util.tree_leaves(vjp_fn) if hasattr(leaf, "nbytes"))
+
+
+def _compiled(loss, args):
+    fn = jax.jit(jax.value_and_grad(loss))
+    scratch = fn.lower(*args).compile().memory_analysis().temp_size_in_bytes
+    jax.block_until_ready(fn(*args))
+    return (lambda: jax.block_until_ready(fn(*args))), scratch
+
+
+def _torch_call(fn, args, dtype):
+    tdtype = torch.bfloat16 if dtype == "bfloat16" else torch.float32
+
+    def convert(a, i):
+        if not jnp.issubdtype(a.dtype, jnp.floating):
+            return torch.from_numpy(np.asarray(a, np.int64))
+        return torch.from_numpy(np.asarray(a, np.float32)).to(tdtype).requires_grad_(i == 0)
+
+    targs = [convert(a, i) for i, a in enumerate(args)]
+
+    def call():
+        targs[0].grad = None
+        fn(*targs).backward()
+
+    return call
+
+
+def _time(call, calls):
+    """(wall, CPU) seconds per call; CPU time (all threads of this process) is less
+    disturbed by other processes on a shared machine."""
+    wall, cpu = time.perf_counter(), time.process_time()
+    for _ in range(calls):
+        call()
+    return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
+
+
+def measure(case, n, c, dtype, rounds, calls):
+    """One row: {contender: (ms, scratch, kept)} and the per-round time ratios ours / contender."""
+    args = case.make(jax.random.key(0), n, c, dtype)
+    contenders = {"jloss": case.ours, case.peer_name: case.peer}
+    calls_by_name, mem = {}, {}
+    for name, loss in contenders.items():
+        calls_by_name[name], scratch = _compiled(loss, args)
+        mem[name] = (scratch, _kept_bytes(loss, args))
+    if case.torch is not None and torch is not None:
+        call = _torch_call(case.torch, args, dtype)
+        try:
+            call()
+        except (NotImplementedError, RuntimeError):  # e.g. no bfloat16 CPU kernel: no torch row
+            call = None
+        if call is not None:
+            calls_by_name["torch"], mem["torch"] = call, (None, None)
+    times = {name: [] for name in calls_by_name}
+    order = list(calls_by_name)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:  # no contender always runs first
+            times[name].append(_time(calls_by_name[name], calls))
+    rows = {}
+    for name in calls_by_name:
+        ratios = [a[0] / b[0] for a, b in zip(times["jloss"], times[name], strict=True)]
+        cpu_ratios = [a[1] / b[1] for a, b in zip(times["jloss"], times[name], strict=True)]
+        rows[name] = (1e3 * statistics.median(t[0] for t in times[name]), *mem[name],
+                      statistics.median(ratios), min(ratios), max(ratios),
+                      statistics.median(cpu_ratios))
+    return rows
+
+
+def _mib(b):
+    return "-" if b is None else f"{b / 2**20:.1f}"
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    parser.add_argument("--repeats", type=int, default=21)
+    parser.add_argument("--quick", action="store_true", help="small sizes, few rounds: a smoke run")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--calls", type=int, default=3, help="calls per timing in a round")
+    parser.add_argument("--only", default="", help="comma-separated loss names")
+    parser.add_argument("--dtypes", default=",".join(DTYPES))
+    parser.add_argument("--size", default="", help="N x C, e.g. 2048x32768 (default 4096x1024)")
     args = parser.parse_args()
-    cases = QUICK if args.quick else CASES
-    print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0].device_kind}")
-    print("value_and_grad of mean sparse CE w.r.t. logits; ratios are jloss / optax\n")
-    print("| N | V | dtype | baseline | jloss ms | baseline ms | time ratio | jloss scratch MiB "
-          "| baseline scratch MiB | scratch ratio | jloss kept MiB | baseline kept MiB | kept ratio "
-          "| jloss loss error | baseline loss error |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
-    for n, v, dtype in cases:
-        names, r = measure(n, v, dtype, args.repeats)
-        for base in names[1:]:
-            print(f"| {n} | {v} | {dtype} | {base} | {r['jloss_ms']:.1f} | {r[base + '_ms']:.1f} | "
-                  f"{r['jloss_ms'] / r[base + '_ms']:.2f} | {mib(r['jloss_scratch'])} | "
-                  f"{mib(r[base + '_scratch'])} | "
-                  f"{r['jloss_scratch'] / max(r[base + '_scratch'], 1):.2f} | "
-                  f"{mib(r['jloss_kept'])} | {mib(r[base + '_kept'])} | "
-                  f"{r['jloss_kept'] / max(r[base + '_kept'], 1):.2f} | "
-                  f"{r['jloss_err']:.1e} | {r[base + '_err']:.1e} |", flush=True)
+    n, c = (tuple(int(k) for k in args.size.split("x")) if args.size
+            else SIZES["quick" if args.quick else "full"])
+    rounds, calls = (3, 1) if args.quick else (args.rounds, args.calls)
+    only = set(filter(None, args.only.split(",")))
+    cases = [case for case in CASES if not only or case.name in only]
+    print(f"jax {jax.__version__}, optax {optax.__version__}, "
+          f"torch {torch.__version__ if torch is not None else 'not installed'}, "
+          f"device {jax.devices()[0].device_kind}")
+    print(f"value_and_grad of the mean loss w.r.t. the first input, N x C = {n} x {c}, "
+          f"median of {rounds} interleaved rounds of {calls} calls; ratios jloss / peer\n")
+    print("| loss | dtype | peer | jloss ms | peer ms | time ratio (spread) | CPU-time ratio "
+          "| jloss scratch MiB | peer scratch MiB | jloss kept MiB | peer kept MiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for case in cases:
+        for dtype in args.dtypes.split(","):
+            rows = measure(case, n, c, dtype, rounds, calls)
+            ours = rows["jloss"]
+            for name, (ms, scratch, kept, ratio, low, high, cpu) in rows.items():
+                if name == "jloss":
+                    continue
+                print(f"| {case.name} | {dtype} | {name} | {ours[0]:.2f} | {ms:.2f} | "
+                      f"{ratio:.2f} ({low:.2f}-{high:.2f}) | {cpu:.2f} | {_mib(ours[1])} | "
+                      f"{_mib(scratch)} | {_mib(ours[2])} | {_mib(kept)} |", flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -351,6 +351,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
     checks.check_class_labels(labels, vocab, mask)
     static = dict(sizes, ignore_index=ignore_index, smoothing_on=not checks.is_zero(label_smoothing),
                   stats_on=bool(return_stats), reduction=reduction)
+    z_loss = None if checks.is_zero(z_loss) else z_loss  # no term at all: it cannot overflow to NaN
     hypers = (label_smoothing, z_loss, _temperature(temperature), cap)
     loss, stats = _run(placement, hidden, weight, bias, labels, class_weights, hypers, weights,
                        where, static)
@@ -418,6 +419,6 @@ def linear_log_probs(hidden, weight, labels, *, bias=None, temperature=1.0, logi
         batch_axes)
     checks.check_class_labels(labels, vocab, None)
     static = dict(sizes, ignore_index=None, smoothing_on=False, stats_on=False, reduction="none")
-    hypers = (0.0, 0.0, _temperature(temperature), cap)
+    hypers = (0.0, None, _temperature(temperature), cap)
     loss, _ = _run(placement, hidden, weight, bias, labels, None, hypers, None, None, static)
     return -loss

@@ -22,21 +22,34 @@ def zero_cotangent(v):
 
 
 def row_max(x):
-    """Per-row max in the compute dtype, 0 for an all -inf row.
+    """Per-row max in the compute dtype: 0 for an all -inf row, the largest finite value for a +inf one.
 
     Taken in the input dtype, where it is exact: taken on a float32 upcast of
     half-precision logits, XLA would materialise that upcast to share it
     between the max and the exp.
     """
     m = jnp.max(x, axis=-1).astype(compute_dtype(x))
-    return jnp.where(jnp.isfinite(m), m, 0)
+    return jnp.where(jnp.isfinite(m), m, jnp.where(m > 0, jnp.finfo(x.dtype).max, 0))
+
+
+def relative(x, m):
+    """``x - m``, at most 0, for logits ``x`` and their row max ``m`` (broadcast by the caller).
+
+    The clamp is the limit at a +inf logit (whose row max is the largest
+    finite value, see :func:`row_max`): it weighs 1 in the softmax (its class gets
+    all the probability mass, shared with any other +inf class), so a +inf
+    label logit gives the loss 0 and the gradient 0, never ``inf - inf``.
+    """
+    d = x - m
+    return jnp.where(d > 0, 0, d)  # not jnp.minimum, whose derivative is 1/2 at d = 0
 
 
 def row_stats(x):
     """Per-row max ``m``, ``x - m`` and ``log sum exp(x - m)``."""
     m = row_max(x)
-    shifted = x.astype(m.dtype) - m[:, None]
+    shifted = relative(x.astype(m.dtype), m[:, None])
     return shifted, m, jnp.log(jnp.sum(jnp.exp(shifted), axis=-1))
+
 
 def upcast(x):
     """``x`` in the compute dtype, bfloat16 widened through its bits (exact, equal to ``astype``).
@@ -51,14 +64,13 @@ def upcast(x):
     """
     if x.dtype == jnp.bfloat16:
         bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
-        return jax.lax.bitcast_convert_type(bits, jnp.float32)
+        return jax.lax.bitcast_convert_type(bits, compute_dtype(x))
     return x.astype(compute_dtype(x))
-
 
 
 def probs(logits, m, lse_rel):
     """Backward-pass softmax from the saved row stats, relative to the row max."""
-    shifted = logits.astype(compute_dtype(logits)) - m[:, None]
+    shifted = relative(logits.astype(compute_dtype(logits)), m[:, None])
     return shifted, softmax_rel(shifted, lse_rel)
 
 
@@ -86,10 +98,69 @@ def focal_modulator(gamma, log_q):
     return jnp.exp(gamma * jnp.maximum(log_q, -1e30))
 
 
+#: PyTorch's ``binary_cross_entropy`` backward divides by ``max(p (1 - p), 1e-12)``.
+LOG_GRAD_EPS = 1e-12
+
+
+@jax.custom_jvp
 def clamped_log(p):
-    """``log(p)`` clamped below at -100 (as PyTorch), with finite gradients at 0."""
-    positive = p > 0
-    return jnp.where(positive, jnp.maximum(jnp.log(jnp.where(positive, p, 1)), -100.0), -100.0)
+    """``log(p)`` clamped below at -100 (as PyTorch), derivative ``1 / max(p, 1e-12)``.
+
+    The derivative is never the clamp's 0: at ``p = 0`` a probability loss
+    gets a large gradient of the right sign, as PyTorch's backward gives
+    (it divides by ``max(p (1 - p), 1e-12)``).
+    """
+    return jnp.maximum(jnp.log(p), -100.0)
+
+
+@clamped_log.defjvp
+def _clamped_log_jvp(primals, tangents):
+    (p,), (dp,) = primals, tangents
+    return clamped_log(p), dp / jnp.maximum(p, LOG_GRAD_EPS)
+
+
+def times(c, v):
+    """``c * v`` with ``0 * v = 0`` for any ``v``: the limit of a term whose weight is 0.
+
+    For terms such as ``(1 - y) softplus(x)`` at ``y = 1``, ``x = +inf``.
+    """
+    return jnp.where(c == 0, 0, c * v)
+
+
+def ce_cotangent(g, p, mass, target, lse, z_loss):
+    """The softmax cross-entropy cotangent ``g ((mass + 2 z lse) p - target)``, in one pass.
+
+    ``p`` (N, B) the softmax, ``target`` (N, B) or broadcastable the target
+    mass per class, ``mass`` (N,) or scalar its total, ``lse`` (N,) the
+    logsumexp (the z-loss derivative), ``g`` (N,) the incoming cotangent.
+    ``z_loss`` None: no z-loss term. Every softmax CE backward (sparse,
+    dense, the vocabulary-blocked head) forms its cotangent here.
+    """
+    total = mass if z_loss is None else mass + (2 * z_loss) * lse
+    return g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
+
+
+def with_z_loss(loss, z_loss, lse):
+    """``loss + z lse^2`` (``loss`` itself when ``z_loss`` is None).
+
+    Ordered ``(z lse) lse``: finite wherever ``z lse^2`` is, where ``lse^2``
+    alone overflows float32 beyond ``lse`` ~ 1.8e19.
+    """
+    return loss if z_loss is None else loss + (z_loss * lse) * lse
+
+
+def keep_inputs(fn, *args):
+    """``fn(*args)``, under ``jax.checkpoint`` when an argument is half precision.
+
+    ``fn`` casts to the compute dtype and does the loss math; differentiated
+    as is, its backward would keep float32 (N, C) arrays (the upcast inputs,
+    intermediates) next to the bfloat16 inputs. Rematerialised, it keeps the
+    inputs themselves only. float32 / float64 inputs are left to XLA, which
+    fuses the backward with the forward's values.
+    """
+    half = any(a is not None and jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != compute_dtype(a)
+               for a in jax.tree_util.tree_leaves(args))
+    return jax.checkpoint(fn)(*args) if half else fn(*args)
 
 
 # ------------------------------------------------------ shard_map typing

@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 
 from jloss._core.dtypes import compute_dtype
-from jloss.kernels.common import focal_modulator, int_cotangent, vary_together, zero_cotangent
+from jloss.kernels.common import focal_modulator, int_cotangent, times, vary_together, zero_cotangent
 
 
 def smooth_binary_labels(labels, dtype, smoothing):
@@ -53,18 +53,27 @@ def _bce_terms(logits, labels, pos_weight, smoothing):
     return x, smooth_binary_labels(labels, dtype, smoothing), pos_weight.astype(dtype)
 
 
+def bce_logit_grad(x, y, pw=1.0):
+    """``d BCE / dx = (1 - y) sigmoid(x) - pw y sigmoid(-x)``, without cancellation.
+
+    (``sigmoid(x) - y`` would lose ``-sigmoid(-x)`` for ``y = 1``, ``x >> 0``.)
+    """
+    return (1 - y) * jax.nn.sigmoid(x) - pw * y * jax.nn.sigmoid(-x)
+
+
 def _bce_fwd(logits, labels, pos_weight, smoothing):
     x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
-    loss = pw * y * jax.nn.softplus(-x) + (1 - y) * jax.nn.softplus(x)
+    # ``times``: a term whose weight is 0 is 0 at +-inf logits too (BCE(+inf, 1) = 0)
+    loss = pw * times(y, jax.nn.softplus(-x)) + times(1 - y, jax.nn.softplus(x))
     return loss, (logits, labels, pos_weight, smoothing)
 
 
 def _bce_bwd(res, g):
     logits, labels, pos_weight, smoothing = res
     x, y, pw = _bce_terms(logits, labels, pos_weight, smoothing)
-    dx = (1 - y) * jax.nn.sigmoid(x) - pw * y * jax.nn.sigmoid(-x)
+    dx = bce_logit_grad(x, y, pw)
     dy = (1 - smoothing) * (pw * jax.nn.softplus(-x) - jax.nn.softplus(x))
-    dpw = _sum_to_shape(g * y * jax.nn.softplus(-x), pos_weight.shape)
+    dpw = _sum_to_shape(g * times(y, jax.nn.softplus(-x)), pos_weight.shape)
     return ((g * dx).astype(logits.dtype), _label_cotangent(labels, g * dy),
             dpw.astype(pos_weight.dtype), zero_cotangent(smoothing))
 
@@ -88,7 +97,7 @@ def _sfocal_terms(logits, labels, gamma, alpha):
     dtype = compute_dtype(logits)
     x, y = logits.astype(dtype), labels.astype(dtype)
     ls_pos, ls_neg = jax.nn.log_sigmoid(x), jax.nn.log_sigmoid(-x)
-    ce = -(y * ls_pos + (1 - y) * ls_neg)
+    ce = -(times(y, ls_pos) + times(1 - y, ls_neg))
     log_q = jnp.logaddexp(jnp.log1p(-y) + ls_pos, jnp.log(y) + ls_neg)
     alpha_t = 1.0 if alpha is None else alpha * y + (1 - alpha) * (1 - y)
     return x, y, ls_pos, ls_neg, ce, log_q, alpha_t * focal_modulator(gamma, log_q)
@@ -102,10 +111,12 @@ def _sfocal_fwd(logits, labels, gamma, alpha):
 def _sfocal_bwd(res, g):
     logits, labels, gamma, alpha = res
     x, y, ls_pos, ls_neg, ce, log_q, mod = _sfocal_terms(logits, labels, gamma, alpha)
-    dlog_q = (1 - 2 * y) * jnp.exp(ls_pos + ls_neg - log_q)  # d log(1 - p_t) / dx
-    # sigmoid(x) - y without cancellation (it is -sigmoid(-x) for y = 1, x >> 0)
-    dce = (1 - y) * jax.nn.sigmoid(x) - y * jax.nn.sigmoid(-x)
-    dx = mod * (dce + gamma * ce * dlog_q)
+    # d log(1 - p_t) / dx = (1 - 2y) p (1 - p) / (1 - p_t), of size at most 1; its limit has
+    # size 1 where 1 - p_t = 0 (a hard label at a +-inf logit), where the log form is -inf + inf
+    saturated = log_q == -jnp.inf
+    dlog_q = (1 - 2 * y) * jnp.exp(jnp.where(saturated, 0, ls_pos + ls_neg - log_q))
+    # gamma (ce dlog_q), not (gamma ce) dlog_q: gamma ce overflows at logits near 3e38
+    dx = mod * (bce_logit_grad(x, y) + gamma * (ce * dlog_q))
     return ((g * dx).astype(logits.dtype), _label_cotangent(labels), zero_cotangent(gamma),
             zero_cotangent(alpha))
 

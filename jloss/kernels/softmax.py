@@ -8,13 +8,20 @@ unreduced loss, and has a closed-form backward:
   per-example row max ``m`` and ``log sum exp(x - m)``; the backward recomputes
   ``p = exp((x - m) - log sum exp(x - m))`` (never ``exp(x - lse)``: at large
   logits ``lse = m + ...`` rounds away its small part) and forms
-  ``(total target mass + 2 z lse) * p - target`` in one pass, cast to the
-  logits' dtype. No float32 copy of half-precision logits is kept.
+  ``(total target mass + 2 z lse) * p - target`` in one pass
+  (:func:`jloss.kernels.common.ce_cotangent`), cast to the logits' dtype. No
+  float32 copy of half-precision logits is kept. float32 / float64 logits
+  without smoothing keep ``exp(x - m)`` instead, which the forward writes
+  anyway: the backward is then one pass over it (and the targets).
 * losses are computed relative to the row max, ``log sum exp(x - m) - (x_y - m)``,
   so logits far from zero keep full precision.
 * a class whose logit is -inf is a masked class: it gets probability 0 and
   no label-smoothing mass; the loss stays finite while the target class has a
-  finite logit.
+  finite logit. A +inf logit takes the whole probability mass (shared with
+  any other +inf logit of its row): a +inf label logit gives loss 0 and
+  gradient 0.
+* ``z_loss=None`` means no z-loss term (the callers pass None when z is
+  statically 0): ``0 * lse^2`` would be NaN where ``lse^2`` overflows.
 
 Hyperparameters (smoothing, z-loss, class weights, gamma) are inputs, not
 constants, so they may be traced, but their cotangents are zero: they are not
@@ -32,68 +39,22 @@ import jax.numpy as jnp
 
 from jloss._core.dtypes import compute_dtype
 from jloss.kernels.common import (
+    ce_cotangent,
     focal_modulator,
     int_cotangent,
     is_label,
     picked,
     probs,
+    relative,
     row_max,
     row_stats,
     softmax_rel,
+    times,
     upcast,
     vary_together,
+    with_z_loss,
     zero_cotangent,
 )
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def sparse_softmax_ce(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
-    """Per-example ``(1-s) w_y (-log p_y) + (s/C) sum_c w_c (-log p_c) + z lse^2``.
-
-    ``logits`` (N, C) in any float dtype, ``labels`` (N,) int in [0, C),
-    ``class_weights`` (C,) or None. ``smoothing_on`` (static) skips the
-    smoothing reduction when the caller knows ``smoothing == 0``.
-    """
-    return _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss)[0]
-
-
-def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_rel,
-                         smoothing, z_loss, num_classes):
-    """The sparse softmax CE of one example from its statistics.
-
-    ``lse_rel = log sum_c exp(x_c - m)``, ``picked_rel = x_y - m``, ``lse = m +
-    lse_rel``; with smoothing (else ``smooth_mass`` is None)
-    ``smooth_mass = sum_{c finite} w_c`` and ``smooth_sum_rel = sum_{c finite}
-    w_c (x_c - m)``. Shared by the dense-logits kernel below and the
-    vocabulary-blocked kernel of :mod:`jloss.heads.linear_cross_entropy`, which builds the same
-    statistics block by block.
-    """
-    loss = (1 - smoothing) * w_y * (lse_rel - picked_rel)
-    if smooth_mass is not None:
-        loss = loss + smoothing / num_classes * (smooth_mass * lse_rel - smooth_sum_rel)
-    return loss + z_loss * lse**2
-
-
-def sparse_ce_grad(p, finite, is_label, g, w_y, w_c, lse, smooth_mass, smoothing, z_loss,
-                   num_classes):
-    """Cotangent of the logits of any block of classes, in the compute dtype.
-
-    ``g ((1-s) w_y + 2 z lse + s/C smooth_mass) p - g target`` with ``target =
-    (1-s) w_y [c = y] + s/C w_c [x_c finite]``, in one elementwise pass (the
-    label column is selected by the ``is_label`` mask, not scattered). ``p``
-    (N, B) is the softmax of the block, ``finite`` marks its finite logits
-    (None without smoothing, as is ``smooth_mass``), ``w_y`` (N,) or 1.0,
-    ``w_c`` (1, B) or 1.0. Shared by the dense kernel below and
-    :mod:`jloss.heads.linear_cross_entropy`.
-    """
-    hit = (1 - smoothing) * w_y
-    total = hit + 2 * z_loss * lse
-    target = jnp.where(is_label, hit[..., None] if jnp.ndim(hit) else hit, 0)
-    if smooth_mass is not None:
-        total = total + smoothing / num_classes * smooth_mass
-        target = target + jnp.where(finite, smoothing / num_classes * w_c, 0)
-    return g[:, None] * (jnp.broadcast_to(total, g.shape)[:, None] * p - target)
-
 
 
 def _keeps_exp(smoothing_on, logits):
@@ -106,7 +67,30 @@ def _keeps_exp(smoothing_on, logits):
     themselves, and the backward recomputes the exp; never a float32 copy of
     half-precision logits.
     """
-    return not smoothing_on and logits.dtype in (jnp.float32, jnp.float64)
+    return not smoothing_on and logits.dtype == compute_dtype(logits)
+
+
+def _softmax_stats(smoothing_on, logits):
+    """Forward: ``(kept, m, log sum exp(x - m))``, ``kept`` as :func:`_keeps_exp` says."""
+    m = row_max(logits)
+    if _keeps_exp(smoothing_on, logits):
+        kept = jnp.exp(relative(logits, m[:, None]))
+        return kept, m, jnp.log(jnp.sum(kept, axis=-1))
+    # ``+ (-m)``: a broadcast of its own, which XLA does not merge with the backward's
+    # ``- m`` (merged, it would be written out as an (N, C) array; see upcast). The clamp
+    # of ``relative`` is applied to the logits, in their dtype: after the convert, XLA
+    # would write the float32 copy too.
+    x = jnp.minimum(logits, jnp.finfo(logits.dtype).max)
+    e = jnp.exp(x.astype(m.dtype) + (-m)[:, None])
+    return logits, m, jnp.log(jnp.sum(e, axis=-1))
+
+
+def _softmax(smoothing_on, kept, m, lse_rel):
+    """Backward: the softmax ``p`` and, with smoothing, the mask of finite logits (else None)."""
+    if _keeps_exp(smoothing_on, kept):
+        return kept * jnp.exp(-lse_rel)[:, None], None
+    shifted = relative(upcast(kept), m[:, None])
+    return softmax_rel(shifted, lse_rel), (jnp.isfinite(shifted) if smoothing_on else None)
 
 
 def _class_weights(class_weights, labels, dtype):
@@ -114,42 +98,81 @@ def _class_weights(class_weights, labels, dtype):
     if class_weights is None:
         return 1.0, 1.0
     w = class_weights.astype(dtype)
-    return w[labels], w[None, :]
+    return w if labels is None else w[labels], w[None, :]
+
+
+# ------------------------------------------------------ sparse softmax CE
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def sparse_softmax_ce(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
+    """Per-example ``(1-s) w_y (-log p_y) + (s/C) sum_c w_c (-log p_c) + z lse^2``.
+
+    ``logits`` (N, C) in any float dtype, ``labels`` (N,) int in [0, C),
+    ``class_weights`` (C,) or None, ``z_loss`` None for no z-loss term.
+    ``smoothing_on`` (static) skips the smoothing reduction when the caller
+    knows ``smoothing == 0``.
+    """
+    return _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss)[0]
+
+
+def sparse_ce_from_stats(lse_rel, picked_rel, lse, w_y, smooth_mass, smooth_sum_rel,
+                         smoothing, z_loss, num_classes):
+    """The sparse softmax CE of one example from its statistics.
+
+    ``lse_rel = log sum_c exp(x_c - m)``, ``picked_rel = x_y - m``, ``lse = m +
+    lse_rel``; with smoothing (else ``smooth_mass`` is None)
+    ``smooth_mass = sum_{c finite} w_c`` and ``smooth_sum_rel = sum_{c finite}
+    w_c (x_c - m)``; ``z_loss`` None for no z-loss term. Shared by the
+    dense-logits kernel below and the vocabulary-blocked kernel of
+    :mod:`jloss.heads.linear_cross_entropy`, which builds the same statistics
+    block by block.
+    """
+    loss = (1 - smoothing) * w_y * (lse_rel - picked_rel)
+    if smooth_mass is not None:
+        loss = loss + smoothing / num_classes * (smooth_mass * lse_rel - smooth_sum_rel)
+    return with_z_loss(loss, z_loss, lse)
+
+
+def sparse_ce_grad(p, finite, is_label, g, w_y, w_c, lse, smooth_mass, smoothing, z_loss,
+                   num_classes):
+    """Cotangent of the logits of any block of classes, in the compute dtype.
+
+    :func:`jloss.kernels.common.ce_cotangent` with the target ``(1-s) w_y [c =
+    y] + s/C w_c [x_c finite]`` and its mass ``(1-s) w_y + s/C smooth_mass``
+    (the label column is selected by the ``is_label`` mask, not scattered).
+    ``p`` (N, B) is the softmax of the block, ``finite`` marks its finite
+    logits (None without smoothing, as is ``smooth_mass``), ``w_y`` (N,) or
+    1.0, ``w_c`` (1, B) or 1.0, ``z_loss`` None for no z-loss term. Shared by
+    the sparse kernel below and :mod:`jloss.heads.linear_cross_entropy`.
+    """
+    mass = (1 - smoothing) * w_y
+    target = jnp.where(is_label, mass[..., None] if jnp.ndim(mass) else mass, 0)
+    if smooth_mass is not None:
+        mass = mass + smoothing / num_classes * smooth_mass
+        target = target + jnp.where(finite, smoothing / num_classes * w_c, 0)
+    return ce_cotangent(g, p, mass, target, lse, z_loss)
 
 
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
-    m = row_max(logits)
-    if _keeps_exp(smoothing_on, logits):
-        kept = jnp.exp(logits - m[:, None])
-        lse_rel = jnp.log(jnp.sum(kept, axis=-1))
-    else:
-        kept = logits
-        # ``+ (-m)``: a broadcast of its own, which XLA does not merge with the backward's
-        # ``- m`` (merged, it would be written out as an (N, C) array; see upcast).
-        lse_rel = jnp.log(jnp.sum(jnp.exp(logits.astype(m.dtype) + (-m)[:, None]), axis=-1))
+    kept, m, lse_rel = _softmax_stats(smoothing_on, logits)
     w_y, w_c = _class_weights(class_weights, labels, m.dtype)
     x = upcast(logits)
     smooth_mass = smooth_sum = None
     if smoothing_on:
-        shifted = x - m[:, None]
+        shifted = relative(x, m[:, None])
         finite = jnp.isfinite(shifted)
         smooth_mass = jnp.sum(jnp.where(finite, w_c, 0), axis=-1)
         smooth_sum = jnp.sum(jnp.where(finite, w_c * shifted, 0), axis=-1)
-    loss = sparse_ce_from_stats(lse_rel, picked(x, labels) - m, m + lse_rel, w_y, smooth_mass,
-                                smooth_sum, smoothing, z_loss, logits.shape[-1])
+    loss = sparse_ce_from_stats(lse_rel, relative(picked(x, labels), m), m + lse_rel, w_y,
+                                smooth_mass, smooth_sum, smoothing, z_loss, logits.shape[-1])
     return loss, (kept, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss)
 
 
 def _sparse_bwd(smoothing_on, res, g):
     kept, labels, m, lse_rel, smooth_mass, smoothing, class_weights, z_loss = res
     w_y, w_c = _class_weights(class_weights, labels, m.dtype)
-    finite = None
-    if _keeps_exp(smoothing_on, kept):
-        p = kept * jnp.exp(-lse_rel)[:, None]
-    else:
-        shifted = upcast(kept) - m[:, None]
-        p = softmax_rel(shifted, lse_rel)
-        finite = jnp.isfinite(shifted) if smoothing_on else None
+    p, finite = _softmax(smoothing_on, kept, m, lse_rel)
     grad = sparse_ce_grad(p, finite, is_label(labels, kept.shape[-1]), g, w_y, w_c, m + lse_rel,
                           smooth_mass, smoothing, z_loss, kept.shape[-1])
     return (grad.astype(kept.dtype), int_cotangent(labels), zero_cotangent(smoothing),
@@ -162,49 +185,51 @@ sparse_softmax_ce.defvjp(_sparse_fwd, _sparse_bwd)
 # ------------------------------------------------------- dense softmax CE
 
 
-def dense_softmax_ce(logits, targets, smoothing, class_weights, z_loss):
+def dense_softmax_ce(smoothing_on, logits, targets, smoothing, class_weights, z_loss):
     """Per-example ``sum_c a_c (-log p_c) + z lse^2``, ``a = ((1-s) t + s/C) w``.
 
-    ``targets`` (N, C) probabilities. At a -inf logit the smoothing mass is
-    dropped and any real target mass there makes the loss +inf.
+    ``targets`` (N, C) probabilities, ``z_loss`` None for no z-loss term,
+    ``smoothing_on`` (static) as for :func:`sparse_softmax_ce`. At a -inf
+    logit the smoothing mass is dropped and any real target mass there makes
+    the loss +inf.
     """
-    return _dense_ce(*vary_together(logits, targets), smoothing, class_weights, z_loss)
+    return _dense_ce(smoothing_on, *vary_together(logits, targets), smoothing, class_weights,
+                     z_loss)
 
 
-@jax.custom_vjp
-def _dense_ce(logits, targets, smoothing, class_weights, z_loss):
-    return _dense_fwd(logits, targets, smoothing, class_weights, z_loss)[0]
+@functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
+def _dense_ce(smoothing_on, logits, targets, smoothing, class_weights, z_loss):
+    return _dense_fwd(smoothing_on, logits, targets, smoothing, class_weights, z_loss)[0]
 
 
-def _dense_mass(finite, targets, smoothing, class_weights, num_classes, dtype):
-    """Target mass ``a`` per class (0 at -inf logits) and ``(1-s) t w`` (for +inf)."""
-    w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-    hard = (1 - smoothing) * targets.astype(dtype) * w_c
-    a = jnp.where(finite, hard + smoothing / num_classes * w_c, 0)
-    return a, hard
+def _dense_target(targets, finite, smoothing, class_weights, dtype):
+    """Target mass ``a`` per class: ``(1-s) t w``, plus ``s/C w`` at finite logits (``finite`` not None)."""
+    _, w_c = _class_weights(class_weights, None, dtype)
+    t = targets.astype(dtype)
+    if finite is None:
+        return t * w_c
+    return ((1 - smoothing) * t + jnp.where(finite, smoothing / finite.shape[-1], 0)) * w_c
 
 
-def _dense_fwd(logits, targets, smoothing, class_weights, z_loss):
-    shifted, m, lse_rel = row_stats(logits)
-    finite = jnp.isfinite(shifted)
-    a, hard = _dense_mass(finite, targets, smoothing, class_weights, logits.shape[-1], shifted.dtype)
-    nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
-    infinite = jnp.any(~finite & (hard > 0), axis=-1)
-    loss = jnp.where(infinite, jnp.inf, jnp.sum(a * nll, axis=-1))
-    loss = loss + z_loss * (m + lse_rel) ** 2
-    return loss, (logits, targets, m, lse_rel, jnp.sum(a, axis=-1), smoothing, class_weights,
-                  z_loss)
+def _dense_fwd(smoothing_on, logits, targets, smoothing, class_weights, z_loss):
+    kept, m, lse_rel = _softmax_stats(smoothing_on, logits)
+    shifted = relative(upcast(logits), m[:, None])
+    finite = jnp.isfinite(shifted) if smoothing_on else None
+    a = _dense_target(targets, finite, smoothing, class_weights, m.dtype)
+    mass = jnp.sum(a, axis=-1)
+    # sum_c a_c (lse_rel - shifted_c); a_c = 0 at a -inf logit adds 0, a_c > 0 there +inf
+    loss = with_z_loss(mass * lse_rel - jnp.sum(times(a, shifted), axis=-1), z_loss, m + lse_rel)
+    return loss, (kept, logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss)
 
 
-def _dense_bwd(res, g):
-    logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss = res
-    dtype = compute_dtype(logits)
-    shifted, p = probs(logits, m, lse_rel)
-    finite = jnp.isfinite(shifted)
-    a, _ = _dense_mass(finite, targets, smoothing, class_weights, logits.shape[-1], dtype)
-    grad = g[:, None] * ((mass + 2 * z_loss * (m + lse_rel))[:, None] * p - a)
-    w_c = 1.0 if class_weights is None else class_weights.astype(dtype)[None, :]
-    nll = jnp.where(finite, lse_rel[:, None] - shifted, 0)
+def _dense_bwd(smoothing_on, res, g):
+    kept, logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss = res
+    p, finite = _softmax(smoothing_on, kept, m, lse_rel)
+    a = _dense_target(targets, finite, smoothing, class_weights, m.dtype)
+    grad = ce_cotangent(g, p, mass, a, m + lse_rel, z_loss)
+    shifted = relative(upcast(logits), m[:, None])
+    _, w_c = _class_weights(class_weights, None, m.dtype)
+    nll = jnp.where(jnp.isfinite(shifted), lse_rel[:, None] - shifted, 0)
     dtargets = g[:, None] * (1 - smoothing) * w_c * nll
     return (grad.astype(logits.dtype), dtargets.astype(targets.dtype), zero_cotangent(smoothing),
             zero_cotangent(class_weights), zero_cotangent(z_loss))
@@ -262,11 +287,13 @@ def _focal_bwd(res, g):
     _, p = probs(logits, m, lse_rel)
     q = jnp.exp(log_q)
     p_y = jnp.exp(log_p)
+    plogp = jnp.where(p_y > 0, p_y * log_p, 0)  # bounded: never gamma * log_p alone (overflows)
     small = q < 1e-4
-    ratio = jnp.where(small, -1 - q / 2 - q**2 / 3, log_p / jnp.where(small, 1, q))  # log(1-q)/q
+    # p_y log(p_y) / q = p_y log(1 - q) / q
+    ratio = jnp.where(small, p_y * (-1 - q / 2 - q**2 / 3), plogp / jnp.where(small, 1, q))
     mod = focal_modulator(gamma, log_q)
-    other = (mod * (1 - gamma * p_y * ratio))[:, None] * p
-    own = -mod * (q - gamma * log_p * p_y)
+    other = (mod * (1 - gamma * ratio))[:, None] * p
+    own = -mod * (q - gamma * plogp)
     grad = g[:, None] * jnp.where(is_label(labels, logits.shape[-1]), own[:, None], other)
     return grad.astype(logits.dtype), int_cotangent(labels), zero_cotangent(gamma)
 

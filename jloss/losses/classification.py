@@ -32,7 +32,7 @@ from jloss._core.layout import (
     to_rows,
 )
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import clamped_log, focal_modulator
+from jloss.kernels.common import clamped_log, focal_modulator, keep_inputs
 from jloss.kernels.sigmoid import sigmoid_bce, sigmoid_focal, smooth_binary_labels
 from jloss.kernels.softmax import dense_softmax_ce, softmax_focal, sparse_softmax_ce
 
@@ -146,9 +146,12 @@ def _bce(logits, labels, pos_weight, smoothing, weights, where, *, from_logits, 
     if from_logits:
         loss = sigmoid_bce(x, y, pw, jnp.asarray(smoothing, dtype))
     else:
-        y = smooth_binary_labels(y, dtype, smoothing)
-        p = x.astype(dtype)
-        loss = -(pw * y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
+        def probability_bce(p, y, pw):
+            y = smooth_binary_labels(y, dtype, smoothing)
+            p = p.astype(dtype)
+            return -(pw * y * clamped_log(p) + (1 - y) * clamped_log(1 - p))
+
+        loss = keep_inputs(probability_bce, x, y, pw)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -300,7 +303,15 @@ def categorical_cross_entropy(logits, targets, *, from_logits=True, axis=-1, lab
     checks.check_soft_targets("targets", targets, axis, mask)
     _check_first_argument(logits, axis, mask, from_logits)
     return _categorical(logits, targets, label_smoothing, class_weights, z_loss, weights, where,
-                        axis=axis, from_logits=from_logits, reduction=reduction)
+                        axis=axis, from_logits=from_logits, reduction=reduction,
+                        **_static_terms(label_smoothing, z_loss))
+
+
+def _static_terms(label_smoothing, z_loss):
+    """Which terms a kernel computes: a term whose factor is statically 0 does not exist
+    (``0 * lse^2`` would be NaN where ``lse^2`` overflows)."""
+    return {"smoothing_on": not checks.is_zero(label_smoothing),
+            "z_loss_on": not checks.is_zero(z_loss)}
 
 
 def _check_first_argument(logits, axis, mask, from_logits):
@@ -319,9 +330,10 @@ def _categorical_options(label_smoothing, class_weights, z_loss, num_classes, fr
         raise ValueError("z_loss needs logits: it is not defined with from_logits=False")
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction"))
+@functools.partial(jax.jit, static_argnames=("axis", "from_logits", "reduction", "smoothing_on",
+                                             "z_loss_on"))
 def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, where, *,
-                 axis, from_logits, reduction):
+                 axis, from_logits, reduction, smoothing_on, z_loss_on):
     smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
     mask = loss_mask(where, loss_shape)
@@ -330,7 +342,8 @@ def _categorical(logits, targets, smoothing, class_weights, z_loss, weights, whe
     t = fill_masked(to_rows(targets, axis), row_mask, 0)
     smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
     if from_logits:
-        loss = dense_softmax_ce(x, t, smoothing, class_weights, z_loss)
+        loss = dense_softmax_ce(smoothing_on, x, t, smoothing, class_weights,
+                                z_loss if z_loss_on else None)
     else:
         dtype = compute_dtype(x)
         num_classes = x.shape[-1]
@@ -413,20 +426,21 @@ def sparse_categorical_cross_entropy(logits, labels, *, from_logits=True, axis=-
     _check_first_argument(logits, axis, mask, from_logits)
     return _sparse(logits, labels, label_smoothing, class_weights, z_loss, weights, where,
                    axis=axis, ignore_index=ignore_index, from_logits=from_logits,
-                   smoothing_on=not checks.is_zero(label_smoothing), reduction=reduction)
+                   reduction=reduction, **_static_terms(label_smoothing, z_loss))
 
 
 @functools.partial(jax.jit, static_argnames=("axis", "ignore_index", "from_logits",
-                                             "smoothing_on", "reduction"))
+                                             "smoothing_on", "z_loss_on", "reduction"))
 def _sparse(logits, labels, smoothing, class_weights, z_loss, weights, where, *, axis,
-            ignore_index, from_logits, smoothing_on, reduction):
+            ignore_index, from_logits, smoothing_on, z_loss_on, reduction):
     smoothing, class_weights, z_loss = _constant(smoothing, class_weights, z_loss)
     num_classes = logits.shape[axis]
     x, y, valid, mask = sparse_rows(logits, labels, where, ignore_index, axis,
                                     0 if from_logits else 1 / num_classes)
     smoothing, z_loss = jnp.asarray(smoothing), jnp.asarray(z_loss)
     if from_logits:
-        loss = sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights, z_loss)
+        loss = sparse_softmax_ce(smoothing_on, x, y, smoothing, class_weights,
+                                 z_loss if z_loss_on else None)
     else:
         dtype = compute_dtype(x)
         logp = clamped_log(x.astype(dtype))

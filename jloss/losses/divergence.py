@@ -9,7 +9,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import class_axis, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import clamped_log
+from jloss.kernels.common import clamped_log, keep_inputs
 
 
 def kl_divergence(logits, targets, *, from_logits=True, log_targets=False, axis=-1,
@@ -88,16 +88,20 @@ def _kl(logits, targets, weights, where, *, axis, from_logits, log_targets, redu
     num_classes = logits.shape[axis]
     x = fill_masked(to_rows(logits, axis), row_mask, 0 if from_logits else 1 / num_classes)
     t = fill_masked(to_rows(targets, axis), row_mask, 0 if log_targets else 1 / num_classes)
-    x, t = x.astype(dtype), t.astype(dtype)
-    log_q = jax.nn.log_softmax(x, axis=-1) if from_logits else clamped_log(x)
-    if log_targets:
-        # exp(log t) (log t - log q); -inf log-targets contribute 0.
-        present = t > -jnp.inf
-        safe_t = jnp.where(present, t, 0)
-        terms = jnp.where(present, jnp.exp(safe_t) * (safe_t - log_q), 0)
-    else:
-        present = t > 0
-        safe_t = jnp.where(present, t, 1)
-        terms = jnp.where(present, t * (jnp.log(safe_t) - log_q), 0)
-    # Where the target is 0, a -inf log_q must not turn the product into NaN.
-    return reduce_loss(jnp.sum(terms, axis=-1).reshape(loss_shape), mask, weights, reduction)
+
+    def loss(x, t):
+        x, t = x.astype(dtype), t.astype(dtype)
+        log_q = jax.nn.log_softmax(x, axis=-1) if from_logits else clamped_log(x)
+        if log_targets:
+            # exp(log t) (log t - log q); -inf log-targets contribute 0.
+            present = t > -jnp.inf
+            safe_t = jnp.where(present, t, 0)
+            terms = jnp.where(present, jnp.exp(safe_t) * (safe_t - log_q), 0)
+        else:
+            present = t > 0
+            safe_t = jnp.where(present, t, 1)
+            terms = jnp.where(present, t * (jnp.log(safe_t) - log_q), 0)
+        # Where the target is 0, a -inf log_q must not turn the product into NaN.
+        return jnp.sum(terms, axis=-1)
+
+    return reduce_loss(keep_inputs(loss, x, t).reshape(loss_shape), mask, weights, reduction)

@@ -13,6 +13,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_class_vector, check_sparse_labels, class_axis, sparse_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 
 
 def _hinge_checks(scores, labels, weights, where, reduction, margin):
@@ -116,11 +117,16 @@ def squared_hinge(scores, labels, *, margin=1.0, weights=None, where=None, reduc
 def _hinge(scores, labels, margin, weights, where, *, squared, reduction):
     mask = loss_mask(where, scores.shape)
     dtype = compute_dtype(scores)
-    s = fill_masked(scores, mask, 0).astype(dtype)
-    y = fill_masked(labels, mask, 1).astype(dtype)
-    y = jnp.where(y == 0, -1, y)
-    loss = jnp.maximum(0, margin - y * s)
-    return reduce_loss(loss**2 if squared else loss, mask, weights, reduction)
+
+    def loss(s, y):
+        s, y = s.astype(dtype), y.astype(dtype)
+        m = margin - jnp.where(y > 0, s, -s)  # labels +-1, 0 read as -1
+        out = jnp.where(m > 0, m, 0)
+        return out**2 if squared else out
+
+    s = fill_masked(scores, mask, 0)
+    y = fill_masked(labels, mask, 1)
+    return reduce_loss(keep_inputs(loss, s, y), mask, weights, reduction)
 
 
 def multiclass_hinge(scores, labels, *, margin=1.0, p=1, class_weights=None, axis=-1,
@@ -188,12 +194,18 @@ def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, 
                       reduction):
     x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
     dtype = compute_dtype(x)
-    x = x.astype(dtype)
     num_classes = x.shape[-1]
-    own = jnp.take_along_axis(x, y[:, None], -1)
-    violation = jnp.maximum(0, margin - own + x) ** p
-    is_label = jnp.arange(num_classes)[None, :] == y[:, None]
-    loss = jnp.sum(jnp.where(is_label, 0, violation), axis=-1) / num_classes
+
+    def margins(x, y):
+        x = x.astype(dtype)
+        own = jnp.take_along_axis(x, y[:, None], -1)
+        # the label column is dropped before the power: at an inf label score its margin is
+        # inf - inf, and a NaN there would leak into the gradient through x ** p
+        is_label = jnp.arange(num_classes)[None, :] == y[:, None]
+        violation = jnp.maximum(0, jnp.where(is_label, 0, margin - own + x)) ** p
+        return jnp.sum(violation, axis=-1) / num_classes
+
+    loss = keep_inputs(margins, x, y)
     if class_weights is not None:
         loss = loss * class_weights.astype(dtype)[y]
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)

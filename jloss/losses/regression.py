@@ -20,6 +20,7 @@ import jax.numpy as jnp
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 
 
 def _check(predictions, targets, weights, where, reduction, name="predictions"):
@@ -37,17 +38,44 @@ def _elementwise(pointwise, predictions, targets, params, weights, where, reduct
     """Apply ``pointwise(e, *params)`` to the masked-safe error and reduce."""
     mask = loss_mask(where, predictions.shape)
     dtype = compute_dtype(predictions, targets)
-    p = fill_masked(predictions, mask, 0).astype(dtype)
-    t = fill_masked(jnp.asarray(targets), mask, 0).astype(dtype)
-    return reduce_loss(pointwise(p - t, *params), mask, weights, reduction)
+
+    def loss(p, t):
+        return pointwise(p.astype(dtype) - t.astype(dtype), *params)
+
+    p = fill_masked(predictions, mask, 0)
+    t = fill_masked(jnp.asarray(targets), mask, 0)
+    return reduce_loss(keep_inputs(loss, p, t), mask, weights, reduction)
 
 
 def _squared(e):
     return e * e
 
 
+def _pointwise(derivative):
+    """A pointwise loss ``f(e)`` whose derivative is ``derivative(e, f(e))`` (a custom JVP).
+
+    The value ``f(e)`` is written out anyway (XLA:CPU reduces a materialised
+    array), so a derivative read from it costs no saved intermediate: the
+    backward fuses into one pass over the value and the inputs, and the
+    compiled value-and-grad needs no scratch beyond the peer's.
+    """
+    def wrap(f):
+        f = jax.custom_jvp(f)
+
+        @f.defjvp
+        def jvp(primals, tangents):
+            (e,), (de,) = primals, tangents
+            value = f(e)
+            return value, derivative(e, value) * de
+
+        return f
+
+    return wrap
+
+
+@_pointwise(lambda e, value: jnp.sign(e))
 def _absolute(e):
-    return e * jnp.sign(e)  # subgradient 0 at e = 0
+    return jnp.abs(e)  # subgradient 0 at e = 0
 
 
 def _huber(e, delta):
@@ -61,13 +89,24 @@ def _smooth_l1(e, beta):
     return jnp.where(a < beta, 0.5 * e * e / safe_beta, a - 0.5 * beta)
 
 
+def _tanh(e, value):
+    """``d log cosh(e) / de = tanh(e)``, selected on the value (always >= 0).
+
+    The select makes the backward read the value, which XLA writes anyway for
+    the reduction, and write the gradient into its buffer: no scratch.
+    """
+    return jnp.where(value < 0, 0, jnp.tanh(e))
+
+
+@_pointwise(_tanh)
 def _log_cosh(e):
-    # |e| < 1: log1p(2 sinh(e/2)^2), exact near 0 (about e^2 / 2) and smooth in e
-    # (curvature 1 at 0); else |e| + softplus(-2|e|) - log 2, finite for any e.
-    small = jnp.abs(e) < 1
-    s = jnp.sinh(jnp.where(small, e, 0) / 2)
-    a = _absolute(jnp.where(small, 1, e))
-    return jnp.where(small, jnp.log1p(2 * s * s), a + jax.nn.softplus(-2 * a) - math.log(2.0))
+    # |e| < 1: -log(1 - tanh^2) / 2, exact near 0 (about e^2 / 2); beyond, |e| - log 2 +
+    # log1p(exp(-2|e|)), finite for any e. One log1p on the selected argument.
+    a = jnp.abs(e)
+    small = a < 1
+    t = jnp.tanh(a)
+    r = jnp.log1p(jnp.where(small, -t * t, jnp.exp(-2 * a)))
+    return jnp.where(small, -0.5 * r, a - math.log(2.0) + r)
 
 
 def _pinball(e, quantile):
@@ -246,9 +285,10 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     .. math:: \ell = \log \cosh e
 
     A smooth robust regression loss (twice differentiable, unlike Huber).
-    Computed as ``log1p(2 sinh(e/2)^2)`` for ``|e| < 1`` (exact down to
+    Computed as ``-log1p(-tanh(e)^2) / 2`` for ``|e| < 1`` (accurate down to
     ``e^2 / 2``) and ``|e| + softplus(-2|e|) - log 2`` beyond, finite for any
-    ``e``. As Keras ``LogCosh`` and optax ``log_cosh``.
+    ``e``; the gradient is ``tanh(e)``, read next to the value (one pass). As
+    Keras ``LogCosh`` and optax ``log_cosh``.
 
     Args:
       predictions: ``(...)`` float array.
@@ -393,14 +433,17 @@ def _variance_like(variance, shape):
 def _gaussian_nll(mean, targets, variance, eps, weights, where, *, full, reduction):
     mask = loss_mask(where, mean.shape)
     dtype = compute_dtype(mean, variance)
-    m = fill_masked(mean, mask, 0).astype(dtype)
-    t = fill_masked(targets, mask, 0).astype(dtype)
-    v = fill_masked(jnp.broadcast_to(variance, mean.shape), mask, 1).astype(dtype)
-    v = v + jax.lax.stop_gradient(jnp.maximum(v, eps) - v)
-    loss = 0.5 * (jnp.log(v) + (m - t) ** 2 / v)
-    if full:
-        loss = loss + 0.5 * math.log(2 * math.pi)
-    return reduce_loss(loss, mask, weights, reduction)
+
+    def loss(m, t, v):
+        m, t, v = m.astype(dtype), t.astype(dtype), v.astype(dtype)
+        v = v + jax.lax.stop_gradient(jnp.maximum(v, eps) - v)
+        out = 0.5 * (jnp.log(v) + (m - t) ** 2 / v)
+        return out + 0.5 * math.log(2 * math.pi) if full else out
+
+    m = fill_masked(mean, mask, 0)
+    t = fill_masked(targets, mask, 0)
+    v = fill_masked(jnp.broadcast_to(variance, mean.shape), mask, 1)
+    return reduce_loss(keep_inputs(loss, m, t, v), mask, weights, reduction)
 
 
 def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, weights=None,
@@ -456,14 +499,19 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
 def _poisson_nll(predictions, targets, eps, weights, where, *, log_input, full, reduction):
     mask = loss_mask(where, predictions.shape)
     dtype = compute_dtype(predictions, targets)
-    x = fill_masked(predictions, mask, 0 if log_input else 1).astype(dtype)
-    y = fill_masked(jnp.asarray(targets), mask, 0).astype(dtype)
-    loss = jnp.exp(x) - y * x if log_input else x - y * jnp.log(x + eps)
-    if full:
-        safe_y = jnp.where(y > 1, y, 2)
-        stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * math.pi * safe_y)
-        loss = loss + jnp.where(y > 1, stirling, 0)
-    return reduce_loss(loss, mask, weights, reduction)
+
+    def loss(x, y):
+        x, y = x.astype(dtype), y.astype(dtype)
+        out = jnp.exp(x) - y * x if log_input else x - y * jnp.log(x + eps)
+        if full:
+            safe_y = jnp.where(y > 1, y, 2)
+            stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * math.pi * safe_y)
+            out = out + jnp.where(y > 1, stirling, 0)
+        return out
+
+    x = fill_masked(predictions, mask, 0 if log_input else 1)
+    y = fill_masked(jnp.asarray(targets), mask, 0)
+    return reduce_loss(keep_inputs(loss, x, y), mask, weights, reduction)
 
 
 mse = mean_squared_error
