@@ -32,6 +32,7 @@ from jloss.losses.regression import (
     poisson_nll,
     smooth_l1,
 )
+from jloss.losses.sequence import ctc
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
     History,
@@ -64,6 +65,7 @@ __all__ = [
     "categorical_cross_entropy",
     "categorical_focal_loss",
     "checked",
+    "ctc",
     "data_mesh",
     "fit",
     "gaussian_nll",
