@@ -17,6 +17,7 @@ from jloss.losses.classification import (
     categorical_focal_loss,
     sparse_categorical_cross_entropy,
 )
+from jloss.losses.contrastive import info_nce, sigmoid_contrastive
 from jloss.losses.divergence import kl_divergence
 from jloss.losses.labels import one_hot, smooth_labels
 from jloss.losses.margin import hinge, multiclass_hinge, squared_hinge
@@ -71,6 +72,7 @@ __all__ = [
     "gaussian_nll",
     "hinge",
     "huber",
+    "info_nce",
     "kl_divergence",
     "learning_rate",
     "linear_cross_entropy",
@@ -96,6 +98,7 @@ __all__ = [
     "restore_checkpoint",
     "save_checkpoint",
     "shard_batch",
+    "sigmoid_contrastive",
     "smooth_l1",
     "smooth_labels",
     "sparse_categorical_cross_entropy",

@@ -60,7 +60,7 @@ def _select(x, mask, fill):
     return jnp.where(m, x, fill)
 
 
-def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None):
+def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None, axis_name=None):
     """Apply mask and weights to the unreduced ``loss`` and reduce it.
 
     Args:
@@ -70,6 +70,9 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
       reduction: "mean", "sum" or "none".
       normalizer: per-position weight ``c`` counted in the denominator of
         "mean" (the class weight of the label), or None for 1.
+      axis_name: inside ``shard_map`` / ``pmap``, a mesh axis the batch is
+        sharded over: "sum" and "mean" reduce over every device on it (the
+        sums are ``psum``-ed); "none" stays local.
     """
     w = None if weights is None else jnp.broadcast_to(jnp.asarray(weights, loss.dtype), loss.shape)
     if w is not None and mask is not None:
@@ -80,6 +83,8 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
     if reduction == "none":
         return weighted
     total = jnp.sum(weighted)
+    if axis_name is not None:
+        total = jax.lax.psum(total, axis_name)
     if reduction == "sum":
         return total
     count = jnp.ones(loss.shape, loss.dtype)
@@ -90,5 +95,7 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
     if mask is not None:
         count = jnp.where(mask, count, 0)
     count = jnp.sum(count)
+    if axis_name is not None:
+        count = jax.lax.psum(count, axis_name)
     empty = count == 0
     return jnp.where(empty, jnp.zeros((), loss.dtype), total / jnp.where(empty, 1, count))
