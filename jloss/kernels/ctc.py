@@ -22,19 +22,22 @@ import functools
 import jax
 import jax.numpy as jnp
 
-from jloss.kernels.common import int_cotangent, row_max
+from jloss.kernels.common import int_cotangent, row_max, vary_together
+
+# log(0) of an unreachable state: finite, so that no inf - inf and no derivative of log(0)
+# reaches the second derivatives; anything below NEG / 2 is impossible
+NEG = -1e30
 
 
 def _lse3(a, b, c):
-    """``log(exp(a) + exp(b) + exp(c))``, -inf (never NaN) where all three are -inf."""
+    """``log(exp(a) + exp(b) + exp(c))`` (NEG stays about NEG)."""
     m = jnp.maximum(jnp.maximum(a, b), c)
-    m = jnp.where(jnp.isfinite(m), m, 0)
     return m + jnp.log(jnp.exp(a - m) + jnp.exp(b - m) + jnp.exp(c - m))
 
 
 def _shift(x, k):
-    """``x[:, s - k]`` along the state axis (k > 0: from the left, k < 0: from the right), -inf padded."""
-    pad = jnp.full((*x.shape[:-1], abs(k)), -jnp.inf, x.dtype)
+    """``x[:, s - k]`` along the state axis (k > 0: from the left, k < 0: from the right), NEG padded."""
+    pad = jnp.full((*x.shape[:-1], abs(k)), NEG, x.dtype)
     if k > 0:
         return jnp.concatenate([pad, x[..., :-k]], axis=-1)
     return jnp.concatenate([x[..., -k:], pad], axis=-1)
@@ -61,7 +64,7 @@ def _emissions(logits, ext):
     x = logits.astype(m.dtype)
     lse_rel = jnp.log(jnp.sum(jnp.exp(x - m[..., None]), axis=-1))
     picked = jnp.take_along_axis(x, jnp.broadcast_to(ext[:, None, :], (n, t, ext.shape[1])), 2)
-    e = picked - m[..., None] - lse_rel[..., None]
+    e = jnp.maximum(picked - m[..., None] - lse_rel[..., None], NEG)  # -inf logits: unreachable
     return jnp.transpose(e, (1, 0, 2)), m, lse_rel
 
 
@@ -89,9 +92,9 @@ def ctc_nll(logits, labels, logit_lengths, label_lengths, blank_id):
 
 
 def _rescale(x):
-    """``x`` minus its max over the states (0 when all are -inf), and that max."""
+    """``x`` minus its max over the states (0 when every state is unreachable), and that max."""
     top = jnp.max(x, axis=-1)
-    top = jnp.where(jnp.isfinite(top), top, 0)
+    top = jnp.where(top > NEG / 2, top, 0)
     return x - top[:, None], top
 
 
@@ -111,7 +114,8 @@ def _recursion(e, active, start, skip, *, reverse):
     step = -1 if reverse else 1
     if reverse:  # beta_t(s) reads s + 2 when state s + 2 may be entered from s
         skip = jnp.concatenate([skip[:, 2:], jnp.zeros((n, 2), bool)], -1)
-    no_skip = jnp.asarray(-jnp.inf, e.dtype)
+    no_skip = jnp.asarray(NEG, e.dtype)
+    start, scale = vary_together(e, start, jnp.zeros((n,), e.dtype))[1:]  # shard_map carries
 
     def frame(carry, inputs):
         value, scale = carry
@@ -121,7 +125,7 @@ def _recursion(e, active, start, skip, *, reverse):
         value = jnp.where(active_t[:, None], new, value)
         return (value, scale + jnp.where(active_t, top, 0)), pre
 
-    (last, scale), pre = jax.lax.scan(frame, (start, jnp.zeros((n,), e.dtype)), (e, active),
+    (last, scale), pre = jax.lax.scan(frame, (start, scale), (e, active),
                                       reverse=reverse)
     return last, scale, pre
 
@@ -132,12 +136,12 @@ def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
     num_t, n, num_s = e.shape
     active = jnp.arange(num_t)[:, None] < logit_lengths[None, :]  # (T, B)
     states = jnp.arange(num_s)[None, :]
-    start = jnp.broadcast_to(jnp.where(states == 0, 0.0, -jnp.inf).astype(e.dtype), (n, num_s))
+    start = jnp.broadcast_to(jnp.where(states == 0, 0.0, NEG).astype(e.dtype), (n, num_s))
     last, scale, pre_alpha = _recursion(e, active, start, skip, reverse=False)
     ends = _final_states(label_lengths, num_s)
-    log_z = scale + jax.nn.logsumexp(jnp.where(ends, last, -jnp.inf), axis=-1)
+    log_z = scale + jax.nn.logsumexp(jnp.where(ends, last, NEG), axis=-1)
     res = (logits, labels, logit_lengths, label_lengths, pre_alpha, log_z, m, lse_rel)
-    return -log_z, res
+    return jnp.where(log_z > NEG / 2, -log_z, jnp.inf), res
 
 
 def _ctc_bwd(blank_id, res, g):
@@ -146,14 +150,14 @@ def _ctc_bwd(blank_id, res, g):
     e, _, _ = _emissions(logits, ext)
     num_t, _, num_s = e.shape
     active = jnp.arange(num_t)[:, None] < logit_lengths[None, :]
-    possible = jnp.isfinite(log_z)
+    possible = log_z > NEG / 2
     # a virtual state after the last blank: one step back it puts 0 on 2U and 2U - 1
-    end = jnp.where(jnp.arange(num_s)[None, :] == 2 * label_lengths[:, None], 0.0, -jnp.inf)
+    end = jnp.where(jnp.arange(num_s)[None, :] == 2 * label_lengths[:, None], 0.0, NEG)
     _, _, beta = _recursion(e, active, end.astype(e.dtype), skip, reverse=True)
     # occupations: each frame's posterior over the states, normalised per frame (they sum to 1)
     joint = pre_alpha + e + beta
     top = jnp.max(joint, axis=-1, keepdims=True)
-    weight = jnp.exp(joint - jnp.where(jnp.isfinite(top), top, 0))
+    weight = jnp.exp(joint - top)
     counted = (active & possible[None, :]).astype(e.dtype) * jnp.where(possible, g, 0)[None, :]
     occupation = weight * (counted / jnp.maximum(jnp.sum(weight, axis=-1), 1e-30))[..., None]
     x = logits.astype(e.dtype)

@@ -57,7 +57,7 @@ def _cross_entropy(x, candidates, allowed, targets, temperature):
     """``logsumexp_j (x_i . c_j / T) - x_i . c_{target_i} / T`` over the allowed columns."""
     s = (x @ candidates.T) / temperature
     s = jnp.where(allowed[None, :], s, -jnp.inf)
-    m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True))
+    m = jax.lax.stop_gradient(jnp.max(s, axis=-1, keepdims=True, initial=-jnp.inf))
     m = jnp.where(jnp.isfinite(m), m, 0)
     lse = m[:, 0] + jnp.log(jnp.sum(jnp.exp(s - m), axis=-1))
     return lse - jnp.take_along_axis(s, targets[:, None], axis=-1)[:, 0]
