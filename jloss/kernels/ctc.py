@@ -56,15 +56,22 @@ def _states(labels, blank_id):
     return ext, skip
 
 
-def _emissions(logits, ext):
-    """Log-softmax of the logits at each state's symbol, time-major (T, B, L), and
-    the row stats ``m``, ``log sum exp(x - m)`` (B, T)."""
+def _emissions(logits, labels, blank_id, kept):
+    """Log-softmax of the logits at each state's symbol, time-major (T, B, L) (the
+    label columns are gathered once, the blank column sliced), and the row stats
+    ``m``, ``log sum exp(x - m)`` (B, T). Frames past a sequence's length
+    (``kept`` False) are padding and may hold anything, NaN included: their
+    emissions are 0 and never read."""
     n, t, k = logits.shape
     m = row_max(logits.reshape(n * t, k)).reshape(n, t)
     x = logits.astype(m.dtype)
     lse_rel = jnp.log(jnp.sum(jnp.exp(x - m[..., None]), axis=-1))
-    picked = jnp.take_along_axis(x, jnp.broadcast_to(ext[:, None, :], (n, t, ext.shape[1])), 2)
-    e = jnp.maximum(picked - m[..., None] - lse_rel[..., None], NEG)  # -inf logits: unreachable
+    picked = jnp.take_along_axis(x, jnp.broadcast_to(labels[:, None, :], (n, t, labels.shape[1])), 2)
+    blank = jnp.broadcast_to(x[:, :, blank_id, None], picked.shape)
+    ext = jnp.stack([blank, picked], -1).reshape(n, t, -1)
+    ext = jnp.concatenate([ext, x[:, :, blank_id, None]], -1)
+    e = jnp.maximum(ext - m[..., None] - lse_rel[..., None], NEG)  # -inf logits: unreachable
+    e = jnp.where(kept[..., None], e, 0)
     return jnp.transpose(e, (1, 0, 2)), m, lse_rel
 
 
@@ -131,25 +138,26 @@ def _recursion(e, active, start, skip, *, reverse):
 
 
 def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
-    ext, skip = _states(labels, blank_id)
-    e, m, lse_rel = _emissions(logits, ext)
-    num_t, n, num_s = e.shape
-    active = jnp.arange(num_t)[:, None] < logit_lengths[None, :]  # (T, B)
+    _, skip = _states(labels, blank_id)
+    kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]  # (B, T)
+    e, m, lse_rel = _emissions(logits, labels, blank_id, kept)
+    n, num_s = e.shape[1:]
+    active = kept.T
     states = jnp.arange(num_s)[None, :]
     start = jnp.broadcast_to(jnp.where(states == 0, 0.0, NEG).astype(e.dtype), (n, num_s))
     last, scale, pre_alpha = _recursion(e, active, start, skip, reverse=False)
     ends = _final_states(label_lengths, num_s)
     log_z = scale + jax.nn.logsumexp(jnp.where(ends, last, NEG), axis=-1)
-    res = (logits, labels, logit_lengths, label_lengths, pre_alpha, log_z, m, lse_rel)
+    res = (logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel)
     return jnp.where(log_z > NEG / 2, -log_z, jnp.inf), res
 
 
 def _ctc_bwd(blank_id, res, g):
-    logits, labels, logit_lengths, label_lengths, pre_alpha, log_z, m, lse_rel = res
+    logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel = res
     ext, skip = _states(labels, blank_id)
-    e, _, _ = _emissions(logits, ext)
-    num_t, _, num_s = e.shape
-    active = jnp.arange(num_t)[:, None] < logit_lengths[None, :]
+    kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]
+    num_s = e.shape[2]
+    active = kept.T
     possible = log_z > NEG / 2
     # a virtual state after the last blank: one step back it puts 0 on 2U and 2U - 1
     end = jnp.where(jnp.arange(num_s)[None, :] == 2 * label_lengths[:, None], 0.0, NEG)
@@ -161,7 +169,8 @@ def _ctc_bwd(blank_id, res, g):
     counted = (active & possible[None, :]).astype(e.dtype) * jnp.where(possible, g, 0)[None, :]
     occupation = weight * (counted / jnp.maximum(jnp.sum(weight, axis=-1), 1e-30))[..., None]
     x = logits.astype(e.dtype)
-    probs = jnp.exp(x - m[..., None] - lse_rel[..., None]) * counted.T[..., None]
+    probs = jnp.where(kept[..., None],
+                      jnp.exp(x - m[..., None] - lse_rel[..., None]) * counted.T[..., None], 0)
     # per sequence, one scatter of its (T, L) occupations into the columns of its states
     grad = jax.vmap(lambda p, o, k: p.at[:, k].add(-o), in_axes=(0, 1, 0))(probs, occupation, ext)
     return (grad.astype(logits.dtype), int_cotangent(labels), int_cotangent(logit_lengths),
