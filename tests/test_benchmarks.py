@@ -36,3 +36,12 @@ def test_train_step_benchmark_worker_processes():
     runs = train_step.step_cases_in_processes(1, ["--quick"])
     assert len(runs) == 1 and len(runs[0]) == len(train_step.STEP_CASES)
     assert all(ours > 0 and hand > 0 and ratio > 0 for ours, hand, ratio in runs[0])
+
+
+def test_ctc_benchmark_prints_its_table():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ctc.py"), "--quick",
+                          "--rounds", "1", "--per-round", "1"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 4 | 30 | 8 | 6 |")]
+    assert len(rows) == 1, out
+    assert float(rows[0][-3]) < 1e-3, out  # the loss differs from optax by round-off only

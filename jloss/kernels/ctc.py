@@ -68,7 +68,7 @@ def _emissions(logits, labels, blank_id, kept):
     lse_rel = jnp.log(jnp.sum(jnp.exp(x - m[..., None]), axis=-1))
     picked = jnp.take_along_axis(x, jnp.broadcast_to(labels[:, None, :], (n, t, labels.shape[1])), 2)
     blank = jnp.broadcast_to(x[:, :, blank_id, None], picked.shape)
-    ext = jnp.stack([blank, picked], -1).reshape(n, t, -1)
+    ext = jnp.stack([blank, picked], -1).reshape(n, t, 2 * labels.shape[1])
     ext = jnp.concatenate([ext, x[:, :, blank_id, None]], -1)
     e = jnp.maximum(ext - m[..., None] - lse_rel[..., None], NEG)  # -inf logits: unreachable
     e = jnp.where(kept[..., None], e, 0)
