@@ -165,3 +165,21 @@ def test_sigmoid_ring_passes_key_blocks_and_never_all_gathers():
     siglip = _collectives(LOSSES["sigmoid_contrastive"])
     assert "collective-permute" in siglip and "all-gather" not in siglip, siglip
     assert "all-gather" in _collectives(LOSSES["info_nce"])
+
+
+def test_shard_map_labels_index_the_keys_of_every_device():
+    """With labels and axis_name, a label is an index into the keys of every device."""
+    x, y = _pairs(4)
+    labels = jnp.asarray(np.random.default_rng(5).permutation(N))
+    t = jnp.float32(0.5)
+    mesh = Mesh(np.array(jax.devices()), (AXIS,))
+    row = PartitionSpec(AXIS)
+    sharded = jax.shard_map(
+        lambda q, k, y, t: jloss.info_nce(q, k, labels=y, temperature=t, axis_name=AXIS),
+        mesh=mesh, in_specs=(row, row, row, PartitionSpec()), out_specs=PartitionSpec())
+    got = jax.block_until_ready(jax.jit(jax.value_and_grad(sharded, argnums=(0, 1, 3)))(
+        x, y, labels, t))
+    expected = jax.value_and_grad(lambda q, k, t: jloss.info_nce(q, k, labels=labels,
+                                                                 temperature=t),
+                                  argnums=(0, 1, 2))(x, y, t)
+    _close(got, expected, "labels")
