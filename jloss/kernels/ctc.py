@@ -13,8 +13,8 @@ frame are normalised to sum to 1 (every alignment is in exactly one state
 per frame) rather than divided by ``Z``: in float32 after 1,000 frames the
 gradient stays within about 1e-4 of float64 (dividing by ``Z``, a number
 near ``exp(-5000)``, loses three more digits). The backward pass runs the
-beta recursion once and keeps one ``(T, B, L)`` array from the forward,
-no per-step residuals of a differentiated scan.
+beta recursion once; it keeps two ``(T, B, L)`` arrays from the forward (the
+alphas and the emissions), no per-step residuals of a differentiated scan.
 """
 
 import functools
