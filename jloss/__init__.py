@@ -20,6 +20,7 @@ from jloss.losses.classification import (
     categorical_focal_loss,
     sparse_categorical_cross_entropy,
 )
+from jloss.losses.contrastive import info_nce, sigmoid_contrastive
 from jloss.losses.divergence import kl_divergence
 from jloss.losses.labels import one_hot, smooth_labels
 from jloss.losses.margin import hinge, multiclass_hinge, squared_hinge
@@ -35,6 +36,7 @@ from jloss.losses.regression import (
     poisson_nll,
     smooth_l1,
 )
+from jloss.losses.sequence import ctc
 from jloss.plot import plot_history
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
@@ -74,11 +76,13 @@ __all__ = [
     "categorical_cross_entropy",
     "categorical_focal_loss",
     "checked",
+    "ctc",
     "data_mesh",
     "fit",
     "gaussian_nll",
     "hinge",
     "huber",
+    "info_nce",
     "kl_divergence",
     "learning_rate",
     "linear_cross_entropy",
@@ -107,6 +111,7 @@ __all__ = [
     "save_checkpoint",
     "set_learning_rate",
     "shard_batch",
+    "sigmoid_contrastive",
     "smooth_l1",
     "smooth_labels",
     "sparse_categorical_cross_entropy",

@@ -11,6 +11,7 @@ gradient checks. Edge cases live in the per-family test files.
 """
 
 import dataclasses
+import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -51,6 +52,15 @@ class LossCase:
     straight_through(args, opts): {arg position: bool mask} of inputs whose
       gradient is passed straight through a clamp by design (not the finite
       difference derivative), or None.
+    event_ndims: per positional argument, its trailing axes that are not axes of
+      the unreduced loss (CTC: logits (B, T, K) -> 2, labels (B, S) -> 1); None:
+      the class axis of ``class_axis`` float arguments, else none.
+    coupled: the examples of a batch interact (contrastive losses: each other's
+      negatives). ``where`` drops an example from the others' losses too, so
+      ``ref`` takes the mask (``mask=``, None: every example), and a batch
+      sharded over devices needs the loss's ``axis_name``.
+    mean_scale(args, opts): per-example factor of the loss in ``"mean"`` only
+      (CTC: 1 / label length), or None.
     """
 
     name: str
@@ -66,6 +76,9 @@ class LossCase:
     normalizer: Callable | None = None
     custom_vjp: bool = False
     straight_through: Callable | None = None
+    event_ndims: tuple | None = None
+    coupled: bool = False
+    mean_scale: Callable | None = None
 
     @property
     def arg_names(self):
@@ -75,9 +88,20 @@ class LossCase:
         params = inspect.signature(self.fn).parameters.values()
         return tuple(p.name for p in params if p.kind == p.POSITIONAL_OR_KEYWORD)
 
+    def event_dims(self, i):
+        """How many trailing axes of positional argument ``i`` are not loss axes."""
+        if self.event_ndims is not None:
+            return self.event_ndims[i]
+        return int(self.class_axis and i in self.float_args)
+
+    def expand(self, i, mask):
+        """A mask of the loss shape broadcast over the trailing axes of argument ``i``."""
+        mask = np.asarray(mask)
+        return mask.reshape(mask.shape + (1,) * self.event_dims(i))
+
     def loss_shape(self, args):
         shape = np.shape(args[0])
-        return shape[:-1] if self.class_axis else shape
+        return shape[:len(shape) - self.event_dims(0)]
 
     def opts_for_grads(self):
         return self.options if self.grad_options is None else self.grad_options
@@ -136,11 +160,14 @@ def grads_of(case, scalar_fn, args):
 def reference(case, args, opts, weights=None, where=None, reduction="mean"):
     """The float64 reference of ``case.fn(*args, **opts, weights, where, reduction)``."""
     args = as_f64(args)
-    loss = case.ref(*args, **ref_kwargs(opts))
-    mask = None if where is None else np.broadcast_to(np.asarray(where, bool), np.shape(loss))
+    shape = case.loss_shape(args)
+    mask = None if where is None else np.broadcast_to(np.asarray(where, bool), shape)
     extra = None if case.label_mask is None else case.label_mask(args, opts)
     if extra is not None:
         mask = extra if mask is None else mask & extra
+    loss = case.ref(*args, **ref_kwargs(opts), **({"mask": mask} if case.coupled else {}))
+    if reduction == "mean" and case.mean_scale is not None:
+        loss = loss * case.mean_scale(args, opts)
     c = None if case.normalizer is None else case.normalizer(args, opts)
     return reduce_ref(loss, mask, weights, reduction, c)
 
@@ -461,6 +488,100 @@ def ref_kl(x, t, from_logits=True, log_targets=False):
     return np.sum(np.where(t > 0, t * (np.where(t > 0, log_t, 0) - log_q), 0.0), axis=-1)
 
 
+# -------------------------------------------------------------- sequences
+
+CTC_T, CTC_K, CTC_S = 6, 4, 2  # frames, classes (blank included), labels per sequence
+
+
+def make_ctc(rng, batch, opts):
+    """Logits (..., T, K) and labels (..., S) of the non-blank symbols; T >= 2S + 1, so every
+    sequence has an alignment, and about half the label pairs repeat (they need a blank)."""
+    blank = opts.get("blank_id", 0)
+    symbols = np.array([k for k in range(CTC_K) if k != blank])
+    labels = rng.choice(symbols, size=(*tuple(batch), CTC_S))
+    repeat = rng.uniform(size=tuple(batch)) < 0.5
+    labels[..., 1] = np.where(repeat, labels[..., 0], labels[..., 1])
+    return rng.normal(scale=1.5, size=(*tuple(batch), CTC_T, CTC_K)), labels
+
+
+def ctc_nll(logp, labels, blank_id=0):
+    """-log p(labels) of one sequence from its (T, K) log-probabilities (float64, the
+    forward recursion of Graves et al. 2006 over the blank-extended labels)."""
+    ext = [blank_id]
+    for y in labels:
+        ext += [int(y), blank_id]
+    alpha = np.full(len(ext), -np.inf)
+    alpha[0] = logp[0, ext[0]]
+    if len(ext) > 1:
+        alpha[1] = logp[0, ext[1]]
+    for t in range(1, len(logp)):
+        prev = alpha.copy()
+        for s in range(len(ext)):
+            terms = [prev[s]] + ([prev[s - 1]] if s >= 1 else [])
+            if s >= 2 and ext[s] != blank_id and ext[s] != ext[s - 2]:
+                terms.append(prev[s - 2])
+            alpha[s] = np.logaddexp.reduce(terms) + logp[t, ext[s]]
+    return -np.logaddexp.reduce(alpha[-2:] if len(ext) > 1 else alpha[-1:])
+
+
+def ref_ctc(logits, labels, blank_id=0, zero_infinity=False):
+    batch = np.shape(labels)[:-1]
+    logp = log_softmax(logits).reshape(-1, *np.shape(logits)[-2:])
+    flat = np.asarray(labels).reshape(-1, np.shape(labels)[-1])
+    loss = np.array([ctc_nll(lp, y, blank_id) for lp, y in zip(logp, flat, strict=True)])
+    if zero_infinity:
+        loss = np.where(np.isinf(loss), 0.0, loss)
+    return loss.reshape(batch)
+
+
+def ctc_mean_scale(args, opts):
+    return 1.0 / max(np.shape(args[1])[-1], 1)
+
+
+# ---------------------------------------------------------- contrastive
+
+D = 4  # embedding size of contrastive samples
+
+
+def make_pairs(rng, batch, opts):
+    shape = (*tuple(batch), D)
+    x = rng.normal(size=shape)
+    return x, 0.7 * x + rng.normal(size=shape)  # partners correlate: the diagonal matters
+
+
+def _unit_rows(x):
+    x = np.asarray(x, np.float64).reshape(-1, np.shape(x)[-1])
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def _kept(x, mask):
+    n = int(np.prod(np.shape(x)[:-1], dtype=int))
+    return np.ones(n, bool) if mask is None else np.broadcast_to(mask, np.shape(x)[:-1]).reshape(-1)
+
+
+def ref_info_nce(q, k, temperature=0.07, symmetric=False, mask=None):
+    """Softmax cross-entropy of each kept row over the kept rows of the other side."""
+    keep = _kept(q, mask)
+    qn, kn = _unit_rows(q)[keep], _unit_rows(k)[keep]
+    s = qn @ kn.T / temperature
+    per = -np.diag(log_softmax(s))
+    if symmetric:
+        per = (per - np.diag(log_softmax(s.T))) / 2
+    out = np.zeros(keep.shape)
+    out[keep] = per
+    return out.reshape(np.shape(q)[:-1])
+
+
+def ref_sigmoid_contrastive(x, y, temperature, bias, mask=None):
+    """sum_j -log sigmoid(z_ij (t x_i . y_j + b)) over the kept rows, z = +1 on the diagonal."""
+    keep = _kept(x, mask)
+    u = temperature * _unit_rows(x)[keep] @ _unit_rows(y)[keep].T + bias
+    z = np.where(np.eye(len(u), dtype=bool), 1.0, -1.0)
+    out = np.zeros(keep.shape)
+    out[keep] = -log_sigmoid(z * u).sum(-1)
+    return out.reshape(np.shape(x)[:-1])
+
+
 # ------------------------------------------------------------------ table
 
 _ERR_KINKS = (0.0, 0.5, 1.0, 2.0)
@@ -541,6 +662,19 @@ CASES = [
              options=({}, {"log_targets": True}, {"from_logits": False},
                       {"from_logits": False, "log_targets": True}),
              grad_options=({},)),
+    LossCase("ctc", jloss.ctc, make_ctc, ref_ctc, float_args=(0,), diff_args=(0,),
+             event_ndims=(2, 1), custom_vjp=True, mean_scale=ctc_mean_scale,
+             options=({}, {"blank_id": 2}, {"blank_id": 3, "zero_infinity": True}),
+             grad_options=({"blank_id": 2},)),
+    LossCase("info_nce", jloss.info_nce, make_pairs, ref_info_nce, event_ndims=(1, 1),
+             coupled=True,
+             options=({}, {"temperature": 0.5}, {"temperature": 0.3, "symmetric": True}),
+             grad_options=({"temperature": 0.3, "symmetric": True},)),
+    # temperature and bias have no defaults: the row calls it with SigLIP's initial values
+    LossCase("sigmoid_contrastive",
+             functools.partial(jloss.sigmoid_contrastive, temperature=10.0, bias=-10.0),
+             make_pairs, ref_sigmoid_contrastive, event_ndims=(1, 1), coupled=True,
+             options=({"temperature": 10.0, "bias": -10.0}, {"temperature": 2.0, "bias": -1.0})),
 ]
 
 BY_NAME = {c.name: c for c in CASES}
@@ -584,4 +718,7 @@ CLASSIFICATION = family("binary_cross_entropy", "binary_focal_loss", "hinge", "s
                         "categorical_cross_entropy", "sparse_categorical_cross_entropy",
                         "categorical_focal_loss", "multiclass_hinge")
 DIVERGENCE = family("kl_divergence")
-assert sorted(c.name for c in REGRESSION + CLASSIFICATION + DIVERGENCE) == sorted(BY_NAME)
+SEQUENCE = family("ctc")
+CONTRASTIVE = family("info_nce", "sigmoid_contrastive")
+assert sorted(c.name for c in REGRESSION + CLASSIFICATION + DIVERGENCE + SEQUENCE
+              + CONTRASTIVE) == sorted(BY_NAME)

@@ -64,3 +64,12 @@ def test_linear_cross_entropy_mesh_benchmark_functions():
         assert temp >= 0 and seconds > 0 and found  # every program has collectives on this mesh
     assert not [c for c in results["fused"][1] if c[0] == "all-gather"]
     assert "all-reduce 16x256" in lce.describe_collectives(results["fused"][1])  # dweight, one shard
+
+
+def test_ctc_benchmark_prints_its_table():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ctc.py"), "--quick",
+                          "--rounds", "1", "--per-round", "1"],
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| 4 | 30 | 8 | 6 |")]
+    assert len(rows) == 1, out
+    assert float(rows[0][-3]) < 1e-3, out  # the loss differs from optax by round-off only

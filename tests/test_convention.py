@@ -33,8 +33,7 @@ def _poison(case, args, masked):
     out = []
     for i, a in enumerate(args):
         a = np.array(a)
-        m = masked[..., None] if case.class_axis and i in case.float_args else masked
-        m = np.broadcast_to(m, a.shape)
+        m = np.broadcast_to(case.expand(i, masked), a.shape)
         if i in case.float_args:
             a[m] = np.nan if i == 0 else np.inf
         else:
@@ -51,9 +50,10 @@ def _checker_mask(case, args):
     return mask
 
 
-def _masked_slots(case, mask, shape):
-    """The positions of a gradient of ``shape`` that ``mask`` (loss shape) excludes."""
-    return np.broadcast_to(~mask[..., None] if case.class_axis else ~mask, shape)
+def _masked_slots(case, mask, shape, i):
+    """The positions of the gradient of argument ``i`` (``shape``) that ``mask`` (loss shape)
+    excludes."""
+    return np.broadcast_to(case.expand(i, ~mask), shape)
 
 
 @pytest.mark.parametrize("case,opts", **params())
@@ -75,7 +75,7 @@ def test_reductions_weights_where(case, opts, x64):
     # a direction for a central difference: zero on masked slots and on inputs
     # whose gradient is straight-through by design
     frozen = {} if case.straight_through is None else case.straight_through(args, opts)
-    direction = {i: np.where(_masked_slots(case, where, np.shape(args[i]))
+    direction = {i: np.where(_masked_slots(case, where, np.shape(args[i]), i)
                              | frozen.get(i, False), 0.0, rng.normal(size=np.shape(args[i])))
                  for i in case.diff_args}
     h = 1e-6
@@ -99,10 +99,10 @@ def test_reductions_weights_where(case, opts, x64):
                       for g, i in zip(grads, case.diff_args, strict=False))
     np.testing.assert_allclose(directional, float(slope), rtol=1e-6, atol=1e-9,
                                err_msg="gradient != finite difference")
-    for g in grads:
+    for g, i in zip(grads, case.diff_args, strict=False):
         assert g.dtype == np.float64
         g = np.asarray(g)
-        assert np.all(g[_masked_slots(case, where, g.shape)] == 0.0), "gradient leaks into mask"
+        assert np.all(g[_masked_slots(case, where, g.shape, i)] == 0.0), "gradient leaks into mask"
         assert np.all(np.isfinite(g)), "non-finite gradient"
 
 
@@ -125,7 +125,7 @@ def _edges(case, opts):
     rng = _rng(case, opts, 1)
     inputs, consts = {}, {}
     # broadcasting: weights (last axis of the loss) and where (first axis)
-    args = case.make(rng, (2, 3) if case.class_axis else (4,), opts)
+    args = case.make(rng, (2, 3) if case.event_dims(0) else (4,), opts)
     loss_shape = case.loss_shape(args)
     consts["b_weights"] = rng.uniform(0.5, 2.0, size=loss_shape[-1:])
     consts["b_where"] = (np.arange(loss_shape[0]) % 2 == 0)[:, None]
@@ -161,7 +161,7 @@ def _edges(case, opts):
             "scalar where": case.fn(*i["poisoned"], **opts, where=np.asarray(False)),
             "empty sum": case.fn(*i["empty"], **opts, reduction="sum"),
             "empty none": case.fn(*i["empty"], **opts, reduction="none")}
-        where = rows if case.class_axis else rows[:, None]
+        where = rows if case.event_dims(0) else rows[:, None]
         out["subset"] = (
             _value_and_grads(case, opts, i["full"], ("mean",), weights=consts["s_weights"],
                              where=where)["mean"],

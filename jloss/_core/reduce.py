@@ -98,8 +98,9 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
       reduction: "mean", "sum" or "none".
       normalizer: per-position weight ``c`` counted in the denominator of
         "mean" (the class weight of the label), or None for 1.
-      axis_name: a mesh axis (inside ``shard_map``) over which the loss is
-        split: "sum" and "mean" are taken over every device's positions.
+      axis_name: inside ``shard_map`` / ``pmap``, a mesh axis the batch is
+        sharded over: "sum" and "mean" reduce over every device on it (the
+        sums are ``psum``-ed); "none" stays local.
     """
     w = None if weights is None else jnp.broadcast_to(jnp.asarray(weights, loss.dtype), loss.shape)
     if w is not None and mask is not None:
