@@ -259,3 +259,25 @@ def check_distribution(name, x, axis, mask, hint=""):
     check_values(bad, f"{name} must be probabilities in [0, 1] summing to 1 along axis "
                       f"{axis}{hint}", **arrays)
 
+
+
+def check_sign_labels(labels, mask, name="labels"):
+    """Labels in {-1, +1} wherever ``mask`` counts them (pair and margin losses)."""
+    def bad(labels, mask=None):
+        out = (labels != -1) & (labels != 1)
+        return out if mask is None else out & mask
+
+    arrays = {"labels": labels} if mask is None else {"labels": labels, "mask": mask}
+    check_values(bad, f"{name} must be -1 or +1; found another value", **arrays)
+
+
+def check_nonnegative(name, x, mask, hint=""):
+    """Finite values >= 0 wherever ``mask`` (broadcast over trailing axes) counts them."""
+    def bad(x, mask=None):
+        out = (x < 0) | ~jnp.isfinite(x)
+        if mask is not None:
+            out = out & mask.reshape(mask.shape + (1,) * (out.ndim - mask.ndim))
+        return out
+
+    arrays = {"x": x} if mask is None else {"x": x, "mask": mask}
+    check_values(bad, f"{name} must be finite and >= 0{hint}", **arrays)
