@@ -28,13 +28,17 @@ def _rng(case, opts, salt=0):
     return np.random.default_rng(zlib.crc32(f"{case.name}|{opt_id(opts)}|{salt}".encode()))
 
 
+def _over(mask, ndim):
+    """A mask of the loss shape, with trailing axes to broadcast over an input of ``ndim``."""
+    return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
+
+
 def _poison(case, args, masked):
     """NaN / inf in every masked position of the float inputs, garbage labels."""
     out = []
     for i, a in enumerate(args):
         a = np.array(a)
-        m = masked[..., None] if case.class_axis and i in case.float_args else masked
-        m = np.broadcast_to(m, a.shape)
+        m = np.broadcast_to(_over(masked, a.ndim), a.shape)
         if i in case.float_args:
             a[m] = np.nan if i == 0 else np.inf
         else:
@@ -53,7 +57,7 @@ def _checker_mask(case, args):
 
 def _masked_slots(case, mask, shape):
     """The positions of a gradient of ``shape`` that ``mask`` (loss shape) excludes."""
-    return np.broadcast_to(~mask[..., None] if case.class_axis else ~mask, shape)
+    return np.broadcast_to(_over(~mask, len(shape)), shape)
 
 
 @pytest.mark.parametrize("case,opts", **params())
@@ -128,7 +132,7 @@ def _edges(case, opts):
     args = case.make(rng, (2, 3) if case.class_axis else (4,), opts)
     loss_shape = case.loss_shape(args)
     consts["b_weights"] = rng.uniform(0.5, 2.0, size=loss_shape[-1:])
-    consts["b_where"] = (np.arange(loss_shape[0]) % 2 == 0)[:, None]
+    consts["b_where"] = _over(np.arange(loss_shape[0]) % 2 == 0, len(loss_shape))
     inputs["broadcast"] = to_jax(case, args)
     # nothing counted: everything masked (NaN / inf there, NaN weights), zero weights
     args = case.make(rng, (4,), opts)
@@ -161,7 +165,7 @@ def _edges(case, opts):
             "scalar where": case.fn(*i["poisoned"], **opts, where=np.asarray(False)),
             "empty sum": case.fn(*i["empty"], **opts, reduction="sum"),
             "empty none": case.fn(*i["empty"], **opts, reduction="none")}
-        where = rows if case.class_axis else rows[:, None]
+        where = _over(rows, len(case.loss_shape(i["full"])))
         out["subset"] = (
             _value_and_grads(case, opts, i["full"], ("mean",), weights=consts["s_weights"],
                              where=where)["mean"],
@@ -245,11 +249,12 @@ def test_all_ignored_is_exactly_zero():
 def test_every_loss_is_in_the_registry():
     """A loss exported by jloss without a registry row fails here.
 
-    ``linear_cross_entropy`` (hidden, weight, labels) has its own suite, tests/test_fused.py.
+    ``linear_cross_entropy`` (hidden, weight, labels) has its own suite, tests/test_fused.py;
+    the activation ``sparsemax`` is tested with its loss in tests/test_sparsemax.py.
     """
     exported = {n for n in jloss.__all__
                 if getattr(getattr(jloss, n), "__module__", "").startswith("jloss.losses.")
-                and n not in ("one_hot", "smooth_labels")}
+                and n not in ("one_hot", "smooth_labels", "sparsemax")}
     assert exported == {c.name for c in CASES} | set(ALIASES)
     for alias, name in ALIASES.items():
         assert getattr(jloss, alias) is getattr(jloss, name)

@@ -13,6 +13,7 @@ and the loss is the mean over classes of ``1 - (I + smooth) / (I + alpha FP + be
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -46,7 +47,7 @@ def _segmentation_checks(logits, targets, axis, weights, where, reduction):
 def _as_rows(x, axis):
     """``(B, ..., C, ...) -> (B, S, C)``: class axis last, spatial axes flattened."""
     x = jnp.moveaxis(x, axis, -1)
-    return x.reshape(x.shape[0], -1, x.shape[-1])
+    return x.reshape(x.shape[0], math.prod(x.shape[1:-1]), x.shape[-1])
 
 
 def _check_targets(targets, axis, mask):
