@@ -14,6 +14,10 @@ The guide (situation -> loss, output activation):
 - regression, outliers -> ``huber``, identity
 - regression, a quantile -> ``pinball``, identity
 - distributions -> ``kl_divergence``, softmax
+- segmentation -> ``dice`` (imbalanced foreground: Tversky, ``dice(alpha=0.3, beta=0.7)``), softmax
+- ranking -> ``ranking_softmax``, softmax over each list
+- representation learning -> ``ntxent`` (groups of views), embeddings (normalised inside);
+  paired queries and keys -> ``info_nce``; very large batches -> ``sigmoid_contrastive``
 
 Every jloss classification loss takes *logits*: the activation named here is
 applied inside the loss (stably), so the model's last layer stays linear and
@@ -26,9 +30,10 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jloss.losses import classification, divergence, regression
+from jloss.losses import classification, divergence, embedding, ranking, regression, segmentation
 
-TASKS = ("binary", "multiclass", "multilabel", "regression", "distribution")
+TASKS = ("binary", "multiclass", "multilabel", "regression", "distribution", "segmentation",
+         "ranking", "representation")
 
 _ALIASES = {
     "binary": "binary",
@@ -42,6 +47,13 @@ _ALIASES = {
     "regression": "regression",
     "distribution": "distribution",
     "distributions": "distribution",
+    "segmentation": "segmentation",
+    "ranking": "ranking",
+    "learning-to-rank": "ranking",
+    "representation": "representation",
+    "representation-learning": "representation",
+    "contrastive": "representation",
+    "retrieval": "representation",
 }
 
 
@@ -85,11 +97,14 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
     """Recommend a loss and output activation for ``task``, following the selection guide.
 
     Args:
-      task: ``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"`` or
-        ``"distribution"`` (``"multi-class"`` and ``"multi-label"`` are accepted too).
+      task: ``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"``,
+        ``"distribution"``, ``"segmentation"``, ``"ranking"`` or ``"representation"``
+        (``"multi-class"``, ``"multi-label"``, ``"learning-to-rank"``, ``"contrastive"``,
+        ``"retrieval"`` ... are accepted too).
       outliers: regression targets contain large outliers -> ``huber``.
       imbalance: one class is rare -> class-weighted BCE (binary; ``pos_weight`` filled in
-        from ``positive_fraction``) or focal loss (multi-class).
+        from ``positive_fraction``), focal loss (multi-class) or the Tversky form of
+        ``dice`` (segmentation with a small foreground).
       integer_labels: multi-class labels are integer class indices (-> sparse CE);
         False for one-hot or soft targets (-> categorical CE).
       noisy: regression targets are noisy (heavy-tailed noise) -> ``mean_absolute_error``.
@@ -154,6 +169,31 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
                               + ("; for rare labels pass pos_weight (negatives / positives per label)."
                                  if imbalance else "."))
 
+    if key == "segmentation":
+        if imbalance:
+            return Recommendation(segmentation.dice, "softmax",
+                                  "segmentation with a small or rare foreground: the Tversky loss "
+                                  "(dice with beta > alpha) charges missed foreground pixels more "
+                                  "than false alarms; add class_weights for rare classes.",
+                                  {"alpha": 0.3, "beta": 0.7})
+        return Recommendation(segmentation.dice, "softmax",
+                              "segmentation: the Dice loss scores the overlap of each class's "
+                              "predicted and true region, so small objects count as much as the "
+                              "background (pixel-wise cross-entropy lets the background dominate).")
+
+    if key == "ranking":
+        return Recommendation(ranking.ranking_softmax, "softmax",
+                              "learning to rank: the softmax cross-entropy of each list's "
+                              "relevance against its scores (ListNet), with padding marked by "
+                              "valid; the softmax is over the items of a list.")
+
+    if key == "representation":
+        return Recommendation(embedding.ntxent, "identity",
+                              "representation learning from groups of views (SimCLR, supervised "
+                              "contrastive): NT-Xent on the embeddings, L2-normalised inside; for "
+                              "paired queries and keys (retrieval, CLIP) use info_nce, and "
+                              "sigmoid_contrastive (SigLIP) for very large batches across devices.")
+
     if key == "distribution":
         return Recommendation(divergence.kl_divergence, "softmax",
                               "matching a target distribution (distillation, soft labels): KL "
@@ -187,6 +227,10 @@ GUIDE = (
     ("regression", {"outliers": True}),
     ("regression", {"quantile": 0.9}),
     ("distribution", {}),
+    ("segmentation", {}),
+    ("segmentation", {"imbalance": True}),
+    ("ranking", {}),
+    ("representation", {}),
 )
 
 
