@@ -28,6 +28,7 @@ from jloss._core.layout import (
     check_sparse_labels,
     class_axis,
     label_mask,
+    row_masks,
     sparse_rows,
     to_rows,
 )
@@ -379,9 +380,7 @@ def poly_cross_entropy(logits, targets, *, epsilon=2.0, axis=-1, label_smoothing
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _poly(logits, targets, epsilon, smoothing, weights, where, *, axis, reduction):
     epsilon, smoothing = _constant(epsilon, smoothing)
-    loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
-    mask = loss_mask(where, loss_shape)
-    row_mask = None if mask is None else mask.reshape(-1)
+    loss_shape, mask, row_mask = row_masks(logits.shape, axis, where)
     x = fill_masked(to_rows(logits, axis), row_mask, 0)
     t = fill_masked(to_rows(targets, axis), row_mask, 0)
     smoothing = jnp.asarray(smoothing)

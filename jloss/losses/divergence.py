@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.layout import class_axis, to_rows
+from jloss._core.layout import class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import clamped_log
 
@@ -111,9 +111,7 @@ def generalized_kl_divergence(log_predictions, targets, *, axis=-1, weights=None
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _generalized_kl(log_predictions, targets, weights, where, *, axis, reduction):
-    loss_shape = log_predictions.shape[:axis] + log_predictions.shape[axis + 1:]
-    mask = loss_mask(where, loss_shape)
-    row_mask = None if mask is None else mask.reshape(-1)
+    loss_shape, mask, row_mask = row_masks(log_predictions.shape, axis, where)
     dtype = compute_dtype(log_predictions, targets)
     log_q = fill_masked(to_rows(log_predictions, axis), row_mask, 0).astype(dtype)
     t = fill_masked(to_rows(targets, axis), row_mask, 1).astype(dtype)

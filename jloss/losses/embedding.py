@@ -18,7 +18,7 @@ import jax.numpy as jnp
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.layout import class_axis, to_rows
+from jloss._core.layout import class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
@@ -27,10 +27,11 @@ def _unit(x, eps):
     return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
 
 
-def _vector_rows(mask, dtype, *arrays, axis):
-    """The vector arguments as (N, D) rows in ``dtype``, masked rows set to 0."""
-    row_mask = None if mask is None else mask.reshape(-1)
-    return tuple(fill_masked(to_rows(a, axis), row_mask, 0).astype(dtype) for a in arrays)
+def _vector_rows(where, dtype, *arrays, axis):
+    """(loss_shape, mask, the vector arguments as (N, D) rows in ``dtype``, masked rows 0)."""
+    loss_shape, mask, row_mask = row_masks(arrays[0].shape, axis, where)
+    rows = tuple(fill_masked(to_rows(a, axis), row_mask, 0).astype(dtype) for a in arrays)
+    return loss_shape, mask, rows
 
 
 def _vector_checks(arrays, axis, weights, where, reduction):
@@ -45,10 +46,6 @@ def _vector_checks(arrays, axis, weights, where, reduction):
 def _pair_labels(labels, loss_shape, names, where):
     checks.check_shape("labels", labels, loss_shape, f"{names} without their vector axis")
     checks.check_sign_labels(labels, loss_mask(where, loss_shape))
-
-
-def _loss_shape(x, axis):
-    return x.shape[:axis] + x.shape[axis + 1:]
 
 
 def cosine_distance(predictions, targets, *, axis=-1, eps=1e-8, weights=None, where=None,
@@ -94,9 +91,8 @@ def cosine_distance(predictions, targets, *, axis=-1, eps=1e-8, weights=None, wh
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _cosine_distance(predictions, targets, eps, weights, where, *, axis, reduction):
-    loss_shape = _loss_shape(predictions, axis)
-    mask = loss_mask(where, loss_shape)
-    p, t = _vector_rows(mask, compute_dtype(predictions, targets), predictions, targets, axis=axis)
+    loss_shape, mask, (p, t) = _vector_rows(where, compute_dtype(predictions, targets), predictions,
+                                            targets, axis=axis)
     cos = jnp.sum(_unit(p, eps) * _unit(t, eps), axis=-1)
     return reduce_loss((1 - cos).reshape(loss_shape), mask, weights, reduction)
 
@@ -151,9 +147,7 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, axis=-1, eps=1e-8, weights=N
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _cosine_embedding(x1, x2, labels, margin, eps, weights, where, *, axis, reduction):
-    loss_shape = _loss_shape(x1, axis)
-    mask = loss_mask(where, loss_shape)
-    a, b = _vector_rows(mask, compute_dtype(x1, x2), x1, x2, axis=axis)
+    loss_shape, mask, (a, b) = _vector_rows(where, compute_dtype(x1, x2), x1, x2, axis=axis)
     cos = jnp.sum(_unit(a, eps) * _unit(b, eps), axis=-1).reshape(loss_shape)
     y = fill_masked(jnp.asarray(labels), mask, 1)
     loss = jnp.where(y == 1, 1 - cos, jnp.maximum(0, cos - margin))
@@ -217,10 +211,8 @@ def _distance(x, y, p, eps):
 @functools.partial(jax.jit, static_argnames=("swap", "axis", "reduction"))
 def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, swap, axis,
              reduction):
-    loss_shape = _loss_shape(anchors, axis)
-    mask = loss_mask(where, loss_shape)
-    a, pos, neg = _vector_rows(mask, compute_dtype(anchors, positives, negatives), anchors,
-                               positives, negatives, axis=axis)
+    loss_shape, mask, (a, pos, neg) = _vector_rows(
+        where, compute_dtype(anchors, positives, negatives), anchors, positives, negatives, axis=axis)
     d_neg = _distance(a, neg, p, eps)
     if swap:
         d_neg = jnp.minimum(d_neg, _distance(pos, neg, p, eps))
@@ -384,10 +376,8 @@ def ntxent(embeddings, labels, *, temperature=0.07, weights=None, where=None, re
 
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _ntxent(embeddings, labels, temperature, weights, where, *, reduction):
-    loss_shape = embeddings.shape[:-1]
-    mask = loss_mask(where, loss_shape)
     dtype = compute_dtype(embeddings)
-    (e,) = _vector_rows(mask, dtype, embeddings, axis=embeddings.ndim - 1)
+    loss_shape, mask, (e,) = _vector_rows(where, dtype, embeddings, axis=embeddings.ndim - 1)
     y = labels.reshape(-1)
     counted = jnp.ones(y.shape, bool) if mask is None else mask.reshape(-1)
     u = _unit(e, jnp.sqrt(jnp.finfo(dtype).eps))  # optax's norm floor

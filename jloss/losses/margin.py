@@ -15,6 +15,7 @@ from jloss._core.layout import (
     check_class_vector,
     check_sparse_labels,
     class_axis,
+    row_masks,
     sparse_rows,
     to_rows,
 )
@@ -362,9 +363,7 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _multilabel_margin(scores, labels, weights, where, *, axis, reduction):
-    loss_shape = scores.shape[:axis] + scores.shape[axis + 1:]
-    mask = loss_mask(where, loss_shape)
-    row_mask = None if mask is None else mask.reshape(-1)
+    loss_shape, mask, row_mask = row_masks(scores.shape, axis, where)
     x = fill_masked(to_rows(scores, axis), row_mask, 0)
     y = fill_masked(to_rows(labels, axis), row_mask, -1)
     x = x.astype(compute_dtype(x))
@@ -427,9 +426,7 @@ def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weigh
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _multilabel_soft_margin(logits, labels, class_weights, weights, where, *, axis, reduction):
-    loss_shape = logits.shape[:axis] + logits.shape[axis + 1:]
-    mask = loss_mask(where, loss_shape)
-    row_mask = None if mask is None else mask.reshape(-1)
+    loss_shape, mask, row_mask = row_masks(logits.shape, axis, where)
     x = fill_masked(to_rows(logits, axis), row_mask, 0)
     y = fill_masked(to_rows(jnp.asarray(labels), axis), row_mask, 0)
     dtype = compute_dtype(x)
