@@ -250,7 +250,7 @@ def test_every_loss_is_in_the_registry():
     """A loss exported by jloss without a registry row fails here.
 
     ``linear_cross_entropy`` (hidden, weight, labels) has its own suite, tests/test_fused.py;
-    the activation ``sparsemax`` is tested with its loss in tests/test_sparsemax.py.
+    the activation ``sparsemax`` is tested in tests/test_more_losses.py and test_optax_anchors.py.
     """
     exported = {n for n in jloss.__all__
                 if getattr(getattr(jloss, n), "__module__", "").startswith("jloss.losses.")
