@@ -18,25 +18,52 @@ from jloss.losses.classification import (
     binary_focal_loss,
     categorical_cross_entropy,
     categorical_focal_loss,
+    generalized_cross_entropy,
+    poly_cross_entropy,
     sparse_categorical_cross_entropy,
 )
 from jloss.losses.contrastive import info_nce, sigmoid_contrastive
-from jloss.losses.divergence import kl_divergence
+from jloss.losses.divergence import generalized_kl_divergence, kl_divergence
+from jloss.losses.embedding import (
+    cosine_distance,
+    cosine_embedding,
+    hinge_embedding,
+    margin_ranking,
+    ntxent,
+    triplet_margin,
+)
 from jloss.losses.labels import one_hot, smooth_labels
-from jloss.losses.margin import hinge, multiclass_hinge, squared_hinge
+from jloss.losses.margin import (
+    crammer_singer_hinge,
+    hinge,
+    multiclass_hinge,
+    multiclass_perceptron,
+    multilabel_margin,
+    multilabel_soft_margin,
+    perceptron,
+    soft_margin,
+    squared_hinge,
+)
+from jloss.losses.ranking import ranking_softmax
 from jloss.losses.regression import (
     gaussian_nll,
     huber,
     log_cosh,
     mae,
+    mape,
     mean_absolute_error,
+    mean_absolute_percentage_error,
     mean_squared_error,
+    mean_squared_logarithmic_error,
     mse,
+    msle,
     pinball,
     poisson_nll,
     smooth_l1,
 )
+from jloss.losses.segmentation import dice, generalized_dice
 from jloss.losses.sequence import ctc
+from jloss.losses.sparsemax import binary_sparsemax_loss, sparsemax, sparsemax_loss
 from jloss.plot import plot_history
 from jloss.recommend import Recommendation, recommend
 from jloss.train import (
@@ -73,14 +100,23 @@ __all__ = [
     "analysis",
     "binary_cross_entropy",
     "binary_focal_loss",
+    "binary_sparsemax_loss",
     "categorical_cross_entropy",
     "categorical_focal_loss",
     "checked",
+    "cosine_distance",
+    "cosine_embedding",
+    "crammer_singer_hinge",
     "ctc",
     "data_mesh",
+    "dice",
     "fit",
     "gaussian_nll",
+    "generalized_cross_entropy",
+    "generalized_dice",
+    "generalized_kl_divergence",
     "hinge",
+    "hinge_embedding",
     "huber",
     "info_nce",
     "kl_divergence",
@@ -93,18 +129,30 @@ __all__ = [
     "mae",
     "make_schedule",
     "make_train_step",
+    "mape",
+    "margin_ranking",
     "mean_absolute_error",
+    "mean_absolute_percentage_error",
     "mean_squared_error",
+    "mean_squared_logarithmic_error",
     "metrics",
     "mse",
+    "msle",
     "multiclass_hinge",
+    "multiclass_perceptron",
+    "multilabel_margin",
+    "multilabel_soft_margin",
+    "ntxent",
     "one_hot",
     "optimizer",
     "per_example_grads",
+    "perceptron",
     "pinball",
     "plot",
     "plot_history",
     "poisson_nll",
+    "poly_cross_entropy",
+    "ranking_softmax",
     "recommend",
     "replicate",
     "restore_checkpoint",
@@ -114,7 +162,11 @@ __all__ = [
     "sigmoid_contrastive",
     "smooth_l1",
     "smooth_labels",
+    "soft_margin",
     "sparse_categorical_cross_entropy",
+    "sparsemax",
+    "sparsemax_loss",
     "squared_hinge",
+    "triplet_margin",
     "unreplicate",
 ]

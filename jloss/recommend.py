@@ -14,6 +14,11 @@ The guide (situation -> loss, output activation):
 - regression, outliers -> ``huber``, identity
 - regression, a quantile -> ``pinball``, identity
 - distributions -> ``kl_divergence``, softmax
+- segmentation -> ``dice`` (imbalanced foreground: Tversky, ``dice(alpha=0.3, beta=0.7)``), softmax
+- ranking -> ``ranking_softmax``, softmax over each list
+- representation learning -> ``ntxent`` (groups of views), embeddings (normalised inside)
+- retrieval, paired queries and keys -> ``info_nce``; very large batches across devices ->
+  ``sigmoid_contrastive``
 
 Every jloss classification loss takes *logits*: the activation named here is
 applied inside the loss (stably), so the model's last layer stays linear and
@@ -26,9 +31,18 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from jloss.losses import classification, divergence, regression
+from jloss.losses import (
+    classification,
+    contrastive,
+    divergence,
+    embedding,
+    ranking,
+    regression,
+    segmentation,
+)
 
-TASKS = ("binary", "multiclass", "multilabel", "regression", "distribution")
+TASKS = ("binary", "multiclass", "multilabel", "regression", "distribution", "segmentation",
+         "ranking", "representation", "retrieval")
 
 _ALIASES = {
     "binary": "binary",
@@ -42,6 +56,14 @@ _ALIASES = {
     "regression": "regression",
     "distribution": "distribution",
     "distributions": "distribution",
+    "segmentation": "segmentation",
+    "ranking": "ranking",
+    "learning-to-rank": "ranking",
+    "representation": "representation",
+    "representation-learning": "representation",
+    "contrastive": "representation",
+    "retrieval": "retrieval",
+    "paired": "retrieval",
 }
 
 
@@ -104,15 +126,18 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
     the loss, and used only to read out probabilities.
 
     Args:
-      task: ``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"`` or
-        ``"distribution"`` (``"multi-class"`` and ``"multi-label"`` are accepted too).
-      outliers: regression targets contain large outliers (``huber``).
-      imbalance: one class is rare: class-weighted BCE (binary; ``pos_weight``
-        filled in from ``positive_fraction``) or focal loss (multi-class).
-      integer_labels: multi-class labels are integer class indices (sparse CE);
-        False for one-hot or soft targets (categorical CE).
-      noisy: regression targets are noisy (heavy-tailed noise; ``mean_absolute_error``).
-      quantile: predict this quantile instead of the mean (``pinball``).
+      task: ``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"``,
+        ``"distribution"``, ``"segmentation"``, ``"ranking"``, ``"representation"`` or ``"retrieval"``
+        (``"multi-class"``, ``"multi-label"``, ``"learning-to-rank"``, ``"contrastive"``,
+        ``"retrieval"`` ... are accepted too).
+      outliers: regression targets contain large outliers -> ``huber``.
+      imbalance: one class is rare -> class-weighted BCE (binary; ``pos_weight`` filled in
+        from ``positive_fraction``), focal loss (multi-class) or the Tversky form of
+        ``dice`` (segmentation with a small foreground).
+      integer_labels: multi-class labels are integer class indices (-> sparse CE);
+        False for one-hot or soft targets (-> categorical CE).
+      noisy: regression targets are noisy (heavy-tailed noise) -> ``mean_absolute_error``.
+      quantile: predict this quantile instead of the mean -> ``pinball``.
       positive_fraction: for ``binary`` with ``imbalance``, the fraction of
         positive examples; gives ``pos_weight = (1 - f) / f`` (negatives per positive).
 
@@ -189,6 +214,39 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
                               + ("; for rare labels pass pos_weight (negatives / positives per label)."
                                  if imbalance else "."))
 
+    if key == "segmentation":
+        if imbalance:
+            return Recommendation(segmentation.dice, "softmax",
+                                  "segmentation with a small or rare foreground: the Tversky loss "
+                                  "(dice with beta > alpha) charges missed foreground pixels more "
+                                  "than false alarms; add class_weights for rare classes.",
+                                  {"alpha": 0.3, "beta": 0.7})
+        return Recommendation(segmentation.dice, "softmax",
+                              "segmentation: the Dice loss scores the overlap of each class's "
+                              "predicted and true region, so small objects count as much as the "
+                              "background (pixel-wise cross-entropy lets the background dominate).")
+
+    if key == "ranking":
+        return Recommendation(ranking.ranking_softmax, "softmax",
+                              "learning to rank: the softmax cross-entropy of each list's "
+                              "relevance against its scores (ListNet), with padding marked by "
+                              "valid; the softmax is over the items of a list.")
+
+    if key == "representation":
+        return Recommendation(embedding.ntxent, "identity",
+                              "representation learning from groups of views (SimCLR, supervised "
+                              "contrastive): NT-Xent on the embeddings, L2-normalised inside; for "
+                              "paired queries and keys (retrieval, CLIP) use info_nce, and "
+                              "sigmoid_contrastive (SigLIP) for very large batches across devices.")
+
+    if key == "retrieval":
+        return Recommendation(contrastive.info_nce, "identity",
+                              "retrieval and paired representation learning (CLIP-style queries and "
+                              "keys): InfoNCE, the cross-entropy over the similarity matrix of "
+                              "L2-normalised rows (symmetric=True for both directions); with "
+                              "axis_name the negatives come from every device, and "
+                              "sigmoid_contrastive (SigLIP) scales to very large batches.")
+
     if key == "distribution":
         return Recommendation(divergence.kl_divergence, "softmax",
                               "matching a target distribution (distillation, soft labels): KL "
@@ -222,6 +280,11 @@ GUIDE = (
     ("regression", {"outliers": True}),
     ("regression", {"quantile": 0.9}),
     ("distribution", {}),
+    ("segmentation", {}),
+    ("segmentation", {"imbalance": True}),
+    ("ranking", {}),
+    ("representation", {}),
+    ("retrieval", {}),
 )
 
 

@@ -61,6 +61,11 @@ class LossCase:
       sharded over devices needs the loss's ``axis_name``.
     mean_scale(args, opts): per-example factor of the loss in ``"mean"`` only
       (CTC: 1 / label length), or None.
+    example_ndim: the unreduced loss keeps only the first ``example_ndim`` axes
+      of ``args[0]`` (Dice: 1, the batch axis), or None (see ``class_axis``).
+    dense_labels: integer labels with the shape of ``args[0]`` (class indices
+      along the class axis, ``multilabel_margin``), not one per example.
+    axis_option: the loss takes an ``axis`` keyword for its class / vector axis.
     """
 
     name: str
@@ -79,6 +84,9 @@ class LossCase:
     event_ndims: tuple | None = None
     coupled: bool = False
     mean_scale: Callable | None = None
+    example_ndim: int | None = None
+    dense_labels: bool = False
+    axis_option: bool = True
 
     @property
     def arg_names(self):
@@ -101,6 +109,8 @@ class LossCase:
 
     def loss_shape(self, args):
         shape = np.shape(args[0])
+        if self.example_ndim is not None:
+            return shape[:self.example_ndim]
         return shape[:len(shape) - self.event_dims(0)]
 
     def opts_for_grads(self):
@@ -166,9 +176,11 @@ def reference(case, args, opts, weights=None, where=None, reduction="mean"):
     if extra is not None:
         mask = extra if mask is None else mask & extra
     loss = case.ref(*args, **ref_kwargs(opts), **({"mask": mask} if case.coupled else {}))
+    c = None if case.normalizer is None else case.normalizer(args, opts)
+    if isinstance(loss, tuple):  # a coupled loss whose normalizer depends on the mask
+        loss, c = loss
     if reduction == "mean" and case.mean_scale is not None:
         loss = loss * case.mean_scale(args, opts)
-    c = None if case.normalizer is None else case.normalizer(args, opts)
     return reduce_ref(loss, mask, weights, reduction, c)
 
 
@@ -582,6 +594,356 @@ def ref_sigmoid_contrastive(x, y, temperature, bias, mask=None):
     return out.reshape(np.shape(x)[:-1])
 
 
+# --------------------------------------------- relative / logarithmic errors
+
+
+def make_percentage(rng, batch, opts):
+    """Targets with |y| in [0.5, 2] (the eps floor is tested apart), errors away from 0."""
+    shape = (*tuple(batch), F)
+    targets = _signed_away(rng, shape, (), low=0.5, high=2.0)
+    return targets + _signed_away(rng, shape, (0.0,)), targets
+
+
+def ref_mape(p, t, eps=1e-7):
+    # Keras: 100 * |y - yhat| / max(|y|, epsilon)
+    return 100 * np.abs(t - p) / np.maximum(np.abs(t), eps)
+
+
+def make_positive(rng, batch, opts):
+    """Positive values, some below eps = 0.5 (clamped), none within 0.1 of it."""
+    shape = (*tuple(batch), F)
+    return _away(rng, shape, 0.05, 3.0, (0.5,)), _away(rng, shape, 0.05, 3.0, (0.5,))
+
+
+def ref_msle(p, t, eps=1e-7):
+    # Keras: (log(max(yhat, eps) + 1) - log(max(y, eps) + 1))^2
+    return (np.log(np.maximum(p, eps) + 1.0) - np.log(np.maximum(t, eps) + 1.0)) ** 2
+
+
+# ------------------------------------------------------------ embeddings
+
+
+def _norm(x):
+    return np.sqrt(np.sum(np.asarray(x, np.float64) ** 2, axis=-1))
+
+
+def ref_cosine(a, b, eps):
+    return np.sum(a * b, axis=-1) / (np.maximum(_norm(a), eps) * np.maximum(_norm(b), eps))
+
+
+def make_vectors(rng, batch, opts):
+    """Pairs of vectors with norms in [0.1, 2] away from eps = 0.5, cosines away from 0 and 0.2."""
+    shape = (*tuple(batch), F)
+
+    def vectors():
+        v = rng.normal(size=shape)
+        return v / np.maximum(_norm(v), 1e-3)[..., None] * _away(rng, (*shape[:-1], 1), 0.1,
+                                                                   2.0, (0.5,))
+
+    a, b = vectors(), vectors()
+    for _ in range(100):
+        bad = np.min([np.abs(ref_cosine(a, b, 1e-8) - k) for k in (0.0, 0.2)], axis=0) < 0.1
+        if not bad.any():
+            break
+        b = np.where(bad[..., None], vectors(), b)
+    return a, b
+
+
+def ref_cosine_distance(p, t, eps=1e-8):
+    return 1.0 - ref_cosine(p, t, eps)
+
+
+def make_cosine_pairs(rng, batch, opts):
+    x1, x2 = make_vectors(rng, batch, opts)
+    return x1, x2, rng.choice([-1, 1], size=tuple(batch))
+
+
+def ref_cosine_embedding(x1, x2, labels, margin=0.0, eps=1e-8):
+    # torch cosine_embedding_loss (norms clamped as cosine_similarity)
+    cos = ref_cosine(x1, x2, eps)
+    return np.where(labels == 1, 1.0 - cos, np.maximum(0.0, cos - margin))
+
+
+def ref_pairwise_distance(x, y, p, eps):
+    # torch pairwise_distance: ||x - y + eps||_p
+    return np.sum(np.abs(x - y + eps) ** p, axis=-1) ** (1.0 / p)
+
+
+def ref_triplet(a, pos, neg, margin=1.0, p=2.0, eps=1e-6, swap=False):
+    d_neg = ref_pairwise_distance(a, neg, p, eps)
+    if swap:
+        d_neg = np.minimum(d_neg, ref_pairwise_distance(pos, neg, p, eps))
+    return np.maximum(ref_pairwise_distance(a, pos, p, eps) - d_neg + margin, 0.0)
+
+
+def make_triplets(rng, batch, opts):
+    """Triplets away from the hinge, the swap's tie and zero coordinate differences."""
+    shape = (*tuple(batch), F)
+    margin, p, eps = opts.get("margin", 1.0), opts.get("p", 2.0), opts.get("eps", 1e-6)
+    a, pos, neg = (rng.normal(size=shape) for _ in range(3))
+    for _ in range(200):
+        d_ap, d_an = ref_pairwise_distance(a, pos, p, eps), ref_pairwise_distance(a, neg, p, eps)
+        d_pn = ref_pairwise_distance(pos, neg, p, eps)
+        near = np.abs(d_ap - np.minimum(d_an, d_pn) + margin) < 0.1
+        near |= np.abs(d_ap - d_an + margin) < 0.1
+        near |= np.abs(d_an - d_pn) < 0.1
+        for x, y in ((a, pos), (a, neg), (pos, neg)):
+            near |= np.any(np.abs(x - y + eps) < 0.05, axis=-1)
+        if not near.any():
+            break
+        pos = np.where(near[..., None], rng.normal(size=shape), pos)
+        neg = np.where(near[..., None], rng.normal(size=shape), neg)
+    return a, pos, neg
+
+
+def make_ranking_pairs(rng, batch, opts):
+    """x1 - x2 = z y with z away from the margin."""
+    shape = (*tuple(batch), F)
+    margin = opts.get("margin", 0.0)
+    labels = rng.choice([-1, 1], size=shape)
+    x1 = rng.normal(size=shape)
+    z = _away(rng, shape, margin - 2.5, margin + 2.5, (margin,))
+    return x1, x1 - z * labels, labels
+
+
+def ref_margin_ranking(x1, x2, labels, margin=0.0):
+    return np.maximum(0.0, -labels * (x1 - x2) + margin)
+
+
+def make_distances(rng, batch, opts):
+    shape = (*tuple(batch), F)
+    margin = opts.get("margin", 1.0)
+    return _away(rng, shape, 0.0, 2.5 * margin, (margin,)), rng.choice([-1, 1], size=shape)
+
+
+def ref_hinge_embedding(x, labels, margin=1.0):
+    return np.where(labels == 1, x, np.maximum(0.0, margin - x))
+
+
+def make_groups(rng, batch, opts):
+    """Vectors in three groups (most anchors have positives and negatives)."""
+    shape = tuple(batch)
+    return rng.normal(size=(*shape, F)), rng.integers(0, 3, size=shape)
+
+
+def ref_ntxent(embeddings, labels, mask=None, temperature=0.07):
+    """Per anchor: -sum over positives j of log(e^s_ij / (e^s_ij + sum_negatives e^s_ik))."""
+    shape = np.shape(labels)
+    e = np.asarray(embeddings).reshape(-1, np.shape(embeddings)[-1])
+    y = np.asarray(labels).reshape(-1)
+    counted = np.ones(y.shape, bool) if mask is None else np.asarray(mask).reshape(-1)
+    loss, pairs = np.zeros(y.shape), np.zeros(y.shape)
+    unit = e / np.maximum(_norm(e), np.sqrt(np.finfo(np.float64).eps))[:, None]
+    s = unit @ unit.T / temperature
+    for i in np.flatnonzero(counted):
+        neg = counted & (y != y[i])
+        for j in np.flatnonzero(counted & (y == y[i])):
+            if j == i:
+                continue
+            loss[i] += -(s[i, j] - np.log(np.exp(s[i, j]) + np.exp(s[i, neg]).sum()))
+            pairs[i] += 1
+    return loss.reshape(shape), pairs.reshape(shape)
+
+
+# --------------------------------------------------- margin-type losses
+
+
+def make_signs(rng, batch, opts):
+    shape = (*tuple(batch), F)
+    return _signed_away(rng, shape, (0.0,), low=0.0, high=3.0), rng.choice([-1.0, 1.0], size=shape)
+
+
+def ref_soft_margin(s, y):
+    return np.logaddexp(0.0, -y * s)
+
+
+def ref_perceptron(s, y):
+    return np.maximum(0.0, -y * s)
+
+
+def ref_crammer_singer(s, labels, margin=1.0):
+    s_y = _take(s, labels)
+    others = np.where(np.arange(s.shape[-1]) == np.asarray(labels)[..., None], -np.inf, s)
+    return np.maximum(0.0, margin + others.max(-1) - s_y)
+
+
+def ref_multiclass_perceptron(s, labels):
+    return s.max(-1) - _take(s, labels)
+
+
+def make_multilabel_indices(rng, batch, opts):
+    """Lattice scores; per example 0..C target indices, -1, then ignored leftovers."""
+    scores, _ = make_multiclass_hinge(rng, batch, opts)
+    labels = np.full(scores.shape, -1)
+    for idx in np.ndindex(*tuple(batch)):
+        k = rng.integers(0, C + 1)
+        labels[idx][:k] = rng.permutation(C)[:k]
+        if k < C - 1:
+            labels[idx][k + 1:] = rng.integers(0, C, size=C - k - 1)  # after -1: ignored
+    return scores, labels
+
+
+def ref_multilabel_margin(s, labels):
+    # torch multilabel_margin_loss: sum_{j in targets} sum_{i not in targets} max(0, 1 - (x_j - x_i)) / C
+    num_classes = s.shape[-1]
+    out = np.zeros(s.shape[:-1])
+    for idx in np.ndindex(*s.shape[:-1]):
+        row = list(np.asarray(labels)[idx])
+        targets = set(row[:row.index(-1)] if -1 in row else row)
+        x = s[idx]
+        out[idx] = sum(max(0.0, 1.0 - (x[j] - x[i])) for j in targets
+                       for i in range(num_classes) if i not in targets) / num_classes
+    return out
+
+
+def make_multilabel(rng, batch, opts):
+    shape = (*tuple(batch), C)
+    return rng.normal(scale=2.0, size=shape), rng.choice([0.0, 1.0, 0.3, 0.8], size=shape)
+
+
+def ref_multilabel_soft_margin(x, y, class_weights=None):
+    per_class = -(y * log_sigmoid(x) + (1 - y) * log_sigmoid(-x))
+    if class_weights is not None:
+        per_class = per_class * class_weights
+    return per_class.mean(-1)
+
+
+# ------------------------------------------------------------- sparsemax
+
+
+def ref_sparsemax(x):
+    """Sort-based projection onto the simplex (Martins & Astudillo, Algorithm 1)."""
+    x = np.asarray(x, np.float64)
+    z = -np.sort(-x, axis=-1)
+    k = np.arange(1, x.shape[-1] + 1)
+    cumulative = np.cumsum(z, axis=-1)
+    size = np.sum(1 + k * z > cumulative, axis=-1, keepdims=True)
+    tau = (np.take_along_axis(cumulative, size - 1, axis=-1) - 1) / size
+    return np.maximum(x - tau, 0.0), tau
+
+
+def make_sparsemax(rng, batch, opts):
+    """Logits whose entries are all at least 0.05 from the sparsemax threshold."""
+    shape = (*tuple(batch), C)
+    x = rng.normal(size=shape)
+    for _ in range(200):
+        near = np.any(np.abs(x - ref_sparsemax(x)[1]) < 0.05, axis=-1)
+        if not near.any():
+            break
+        x = np.where(near[..., None], rng.normal(size=shape), x)
+    return x, rng.integers(0, C, size=tuple(batch))
+
+
+def ref_sparsemax_loss(x, labels):
+    # -x_y + (sum_{j in S} x_j^2 - tau^2) / 2 + 1/2 (Martins & Astudillo, eq. 20)
+    p, tau = ref_sparsemax(x)
+    support = p > 0
+    return (-_take(x, labels) + 0.5 * np.sum(np.where(support, x**2 - tau**2, 0.0), axis=-1)
+            + 0.5)
+
+
+def make_binary_sparse(rng, batch, opts):
+    shape = (*tuple(batch), F)
+    return _signed_away(rng, shape, (1.0,), low=0.0, high=2.5), rng.choice([0.0, 1.0], size=shape)
+
+
+def ref_binary_sparsemax(x, y):
+    z = np.where(y == 1, -x, x)
+    return np.where(z <= -1, 0.0, np.where(z >= 1, z, (z + 1) ** 2 / 4))
+
+
+# ------------------------------------------------------ cross-entropy variants
+
+
+def ref_poly(x, t, epsilon=2.0, label_smoothing=0.0):
+    t = t * (1 - label_smoothing) + label_smoothing / x.shape[-1]
+    logp = log_softmax(x)
+    return -np.sum(t * logp, axis=-1) + epsilon * np.sum(t * (1 - np.exp(logp)), axis=-1)
+
+
+def ref_generalized_ce(x, labels, q=0.5):
+    # Keras categorical_generalized_cross_entropy on softmax probabilities
+    p_y = np.exp(_take(log_softmax(x), labels))
+    return (1 - p_y**q) / q
+
+
+def make_measures(rng, batch, opts):
+    """log q and positive targets that do not sum to 1."""
+    shape = (*tuple(batch), C)
+    return rng.normal(scale=0.7, size=shape), rng.uniform(0.1, 2.0, size=shape)
+
+
+def ref_generalized_kl(log_q, t):
+    with np.errstate(divide="ignore"):
+        log_t = np.log(t)
+    kl = np.where(t > 0, t * (np.where(t > 0, log_t, 0.0) - log_q), 0.0)
+    return np.sum(kl - t + np.exp(log_q), axis=-1)
+
+
+# ---------------------------------------------------------- segmentation
+
+PIXELS = 3  # spatial positions per example in the segmentation samples
+
+
+def make_segmentation(rng, batch, opts):
+    """(batch..., PIXELS, C): the first axis is the batch, the others spatial."""
+    shape = (*tuple(batch), PIXELS, C)
+    targets = _simplex(rng, shape, low=0.05)
+    if not opts.get("from_logits", True):
+        return _simplex(rng, shape, low=0.5), targets
+    return rng.normal(scale=1.5, size=shape), targets
+
+
+def _dice_per_class(p, t, smooth, alpha, beta):
+    axes = tuple(range(1, p.ndim - 1))
+    inter, pred, targ = (p * t).sum(axes), p.sum(axes), t.sum(axes)
+    return 1 - (inter + smooth) / (inter + alpha * (pred - inter) + beta * (targ - inter) + smooth)
+
+
+def ref_dice(x, t, from_logits=True, activation="softmax", smooth=1.0, alpha=0.5, beta=0.5,
+             class_weights=None, ignore_background=False):
+    if from_logits:
+        p = np.exp(log_softmax(x)) if activation == "softmax" else np.exp(log_sigmoid(x))
+    else:
+        p = x
+    per_class = _dice_per_class(p, t, smooth, alpha, beta)
+    if class_weights is not None:
+        per_class = per_class * class_weights
+    if ignore_background and per_class.shape[-1] > 1:
+        per_class = per_class[..., 1:]
+    return per_class.mean(-1)
+
+
+def ref_generalized_dice(x, t, mask=None, smooth=1.0, ignore_background=False):
+    counted = np.ones(x.shape[:1], bool) if mask is None else np.asarray(mask)
+    frequency = t[counted].reshape(-1, t.shape[-1]).sum(0)
+    w = 1 / (frequency**2 + 1e-7)
+    w = w / w.sum() * len(w)
+    p = np.exp(log_softmax(x)) if x.shape[-1] > 1 else np.exp(log_sigmoid(x))
+    per_class = _dice_per_class(p, t, smooth, 0.5, 0.5) * w
+    if ignore_background and per_class.shape[-1] > 1:
+        per_class = per_class[..., 1:]
+    return per_class.mean(-1), None
+
+
+# --------------------------------------------------------------- ranking
+
+VALID = np.array([True, True, False, True, True])  # the third item of every list is padding
+
+
+def make_lists(rng, batch, opts):
+    shape = (*tuple(batch), C)
+    return rng.normal(size=shape), rng.choice([0.0, 1.0, 2.0, 0.5], size=shape)
+
+
+def ref_ranking_softmax(s, r, valid=None):
+    if valid is None:
+        return -np.sum(r * log_softmax(s), axis=-1)
+    v = np.broadcast_to(np.asarray(valid, bool), s.shape)
+    logp = log_softmax(np.where(v, s, -np.inf))
+    return -np.sum(np.where(v, r * np.where(v, logp, 0.0), 0.0), axis=-1)
+
+
 # ------------------------------------------------------------------ table
 
 _ERR_KINKS = (0.0, 0.5, 1.0, 2.0)
@@ -675,6 +1037,63 @@ CASES = [
              functools.partial(jloss.sigmoid_contrastive, temperature=10.0, bias=-10.0),
              make_pairs, ref_sigmoid_contrastive, event_ndims=(1, 1), coupled=True,
              options=({"temperature": 10.0, "bias": -10.0}, {"temperature": 2.0, "bias": -1.0})),
+    LossCase("mean_absolute_percentage_error", jloss.mean_absolute_percentage_error,
+             make_percentage, ref_mape),
+    LossCase("mean_squared_logarithmic_error", jloss.mean_squared_logarithmic_error,
+             make_positive, ref_msle, options=({}, {"eps": 0.5}), grad_options=({"eps": 0.5},)),
+    LossCase("cosine_distance", jloss.cosine_distance, make_vectors, ref_cosine_distance,
+             class_axis=True, options=({}, {"eps": 0.5}), grad_options=({"eps": 0.5},)),
+    LossCase("cosine_embedding", jloss.cosine_embedding, make_cosine_pairs, ref_cosine_embedding,
+             class_axis=True, options=({}, {"margin": 0.2}), grad_options=({"margin": 0.2},)),
+    LossCase("triplet_margin", jloss.triplet_margin, make_triplets, ref_triplet, class_axis=True,
+             float_args=(0, 1, 2), diff_args=(0, 1, 2),
+             options=({}, {"margin": 0.5, "p": 1.0, "swap": True})),
+    LossCase("margin_ranking", jloss.margin_ranking, make_ranking_pairs, ref_margin_ranking,
+             options=({}, {"margin": 0.5}), grad_options=({"margin": 0.5},)),
+    LossCase("hinge_embedding", jloss.hinge_embedding, make_distances, ref_hinge_embedding,
+             float_args=(0,), diff_args=(0,), options=({}, {"margin": 0.5}),
+             grad_options=({"margin": 0.5},)),
+    LossCase("ntxent", jloss.ntxent, make_groups, ref_ntxent, class_axis=True, float_args=(0,),
+             diff_args=(0,), coupled=True, axis_option=False, options=({"temperature": 0.5},)),
+    LossCase("soft_margin", jloss.soft_margin, make_signs, ref_soft_margin, diff_args=(0,)),
+    LossCase("perceptron", jloss.perceptron, make_signs, ref_perceptron, diff_args=(0,)),
+    LossCase("crammer_singer_hinge", jloss.crammer_singer_hinge, make_multiclass_hinge,
+             ref_crammer_singer, class_axis=True, float_args=(0,), diff_args=(0,),
+             options=({}, {"margin": 0.5}), grad_options=({"margin": 0.5},)),
+    LossCase("multiclass_perceptron", jloss.multiclass_perceptron, make_multiclass_hinge,
+             ref_multiclass_perceptron, class_axis=True, float_args=(0,), diff_args=(0,)),
+    LossCase("multilabel_margin", jloss.multilabel_margin, make_multilabel_indices,
+             ref_multilabel_margin, class_axis=True, float_args=(0,), diff_args=(0,),
+             dense_labels=True),
+    LossCase("multilabel_soft_margin", jloss.multilabel_soft_margin, make_multilabel,
+             ref_multilabel_soft_margin, class_axis=True, diff_args=(0,), custom_vjp=True,
+             options=({}, {"class_weights": CLASS_WEIGHTS}),
+             grad_options=({"class_weights": CLASS_WEIGHTS},)),
+    LossCase("sparsemax_loss", jloss.sparsemax_loss, make_sparsemax, ref_sparsemax_loss,
+             class_axis=True, float_args=(0,), diff_args=(0,)),
+    LossCase("binary_sparsemax_loss", jloss.binary_sparsemax_loss, make_binary_sparse,
+             ref_binary_sparsemax, diff_args=(0,)),
+    LossCase("poly_cross_entropy", jloss.poly_cross_entropy, make_dense, ref_poly,
+             class_axis=True, custom_vjp=True,
+             options=({}, {"epsilon": -0.5, "label_smoothing": 0.1}),
+             grad_options=({"epsilon": -0.5, "label_smoothing": 0.1},)),
+    LossCase("generalized_cross_entropy", jloss.generalized_cross_entropy, make_sparse,
+             ref_generalized_ce, class_axis=True, float_args=(0,), diff_args=(0,),
+             options=({}, {"q": 0.1}), grad_options=({"q": 0.1},)),
+    LossCase("generalized_kl_divergence", jloss.generalized_kl_divergence, make_measures,
+             ref_generalized_kl, class_axis=True),
+    LossCase("dice", jloss.dice, make_segmentation, ref_dice, class_axis=True, example_ndim=1,
+             options=({}, {"activation": "sigmoid", "smooth": 0.5, "alpha": 0.3, "beta": 0.7,
+                           "class_weights": CLASS_WEIGHTS, "ignore_background": True},
+                      {"from_logits": False}),
+             grad_options=({"activation": "sigmoid", "smooth": 0.5, "alpha": 0.3, "beta": 0.7,
+                            "class_weights": CLASS_WEIGHTS, "ignore_background": True},)),
+    LossCase("generalized_dice", jloss.generalized_dice, make_segmentation, ref_generalized_dice,
+             class_axis=True, example_ndim=1, coupled=True,
+             options=({"smooth": 0.5, "ignore_background": True},)),
+    LossCase("ranking_softmax", jloss.ranking_softmax, make_lists, ref_ranking_softmax,
+             class_axis=True, axis_option=False, options=({}, {"valid": VALID}),
+             grad_options=({"valid": VALID},)),
 ]
 
 BY_NAME = {c.name: c for c in CASES}
@@ -711,7 +1130,8 @@ def family(*names):
     return [BY_NAME[n] for n in names]
 
 
-ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error"}
+ALIASES = {"mse": "mean_squared_error", "mae": "mean_absolute_error",
+           "mape": "mean_absolute_percentage_error", "msle": "mean_squared_logarithmic_error"}
 REGRESSION = family("mean_squared_error", "mean_absolute_error", "huber",
                     "smooth_l1", "log_cosh", "pinball", "gaussian_nll", "poisson_nll")
 CLASSIFICATION = family("binary_cross_entropy", "binary_focal_loss", "hinge", "squared_hinge",
@@ -720,5 +1140,13 @@ CLASSIFICATION = family("binary_cross_entropy", "binary_focal_loss", "hinge", "s
 DIVERGENCE = family("kl_divergence")
 SEQUENCE = family("ctc")
 CONTRASTIVE = family("info_nce", "sigmoid_contrastive")
-assert sorted(c.name for c in REGRESSION + CLASSIFICATION + DIVERGENCE + SEQUENCE
-              + CONTRASTIVE) == sorted(BY_NAME)
+MORE_REGRESSION = family("mean_absolute_percentage_error", "mean_squared_logarithmic_error")
+EMBEDDING = family("cosine_distance", "cosine_embedding", "triplet_margin", "margin_ranking",
+                   "hinge_embedding", "ntxent")
+MORE_CLASSIFICATION = family("soft_margin", "perceptron", "crammer_singer_hinge",
+                             "multiclass_perceptron", "multilabel_margin", "multilabel_soft_margin",
+                             "sparsemax_loss", "binary_sparsemax_loss", "poly_cross_entropy",
+                             "generalized_cross_entropy", "generalized_kl_divergence")
+SEGMENTATION_RANKING = family("dice", "generalized_dice", "ranking_softmax")
+assert sorted(c.name for c in REGRESSION + CLASSIFICATION + DIVERGENCE + SEQUENCE + CONTRASTIVE
+              + MORE_REGRESSION + EMBEDDING + MORE_CLASSIFICATION + SEGMENTATION_RANKING) == sorted(BY_NAME)

@@ -28,12 +28,17 @@ def _rng(case, opts, salt=0):
     return np.random.default_rng(zlib.crc32(f"{case.name}|{opt_id(opts)}|{salt}".encode()))
 
 
+def _over(mask, ndim):
+    """A mask of the loss shape, with trailing axes to broadcast over an input of ``ndim``."""
+    return mask.reshape(mask.shape + (1,) * (ndim - mask.ndim))
+
+
 def _poison(case, args, masked):
     """NaN / inf in every masked position of the float inputs, garbage labels."""
     out = []
     for i, a in enumerate(args):
         a = np.array(a)
-        m = np.broadcast_to(case.expand(i, masked), a.shape)
+        m = np.broadcast_to(_over(masked, a.ndim), a.shape)
         if i in case.float_args:
             a[m] = np.nan if i == 0 else np.inf
         else:
@@ -50,10 +55,9 @@ def _checker_mask(case, args):
     return mask
 
 
-def _masked_slots(case, mask, shape, i):
-    """The positions of the gradient of argument ``i`` (``shape``) that ``mask`` (loss shape)
-    excludes."""
-    return np.broadcast_to(case.expand(i, ~mask), shape)
+def _masked_slots(case, mask, shape):
+    """The positions of a gradient of ``shape`` that ``mask`` (loss shape) excludes."""
+    return np.broadcast_to(_over(~mask, len(shape)), shape)
 
 
 @pytest.mark.parametrize("case,opts", **params())
@@ -75,7 +79,7 @@ def test_reductions_weights_where(case, opts, x64):
     # a direction for a central difference: zero on masked slots and on inputs
     # whose gradient is straight-through by design
     frozen = {} if case.straight_through is None else case.straight_through(args, opts)
-    direction = {i: np.where(_masked_slots(case, where, np.shape(args[i]), i)
+    direction = {i: np.where(_masked_slots(case, where, np.shape(args[i]))
                              | frozen.get(i, False), 0.0, rng.normal(size=np.shape(args[i])))
                  for i in case.diff_args}
     h = 1e-6
@@ -99,10 +103,10 @@ def test_reductions_weights_where(case, opts, x64):
                       for g, i in zip(grads, case.diff_args, strict=False))
     np.testing.assert_allclose(directional, float(slope), rtol=1e-6, atol=1e-9,
                                err_msg="gradient != finite difference")
-    for g, i in zip(grads, case.diff_args, strict=False):
+    for g in grads:
         assert g.dtype == np.float64
         g = np.asarray(g)
-        assert np.all(g[_masked_slots(case, where, g.shape, i)] == 0.0), "gradient leaks into mask"
+        assert np.all(g[_masked_slots(case, where, g.shape)] == 0.0), "gradient leaks into mask"
         assert np.all(np.isfinite(g)), "non-finite gradient"
 
 
@@ -128,7 +132,7 @@ def _edges(case, opts):
     args = case.make(rng, (2, 3) if case.event_dims(0) else (4,), opts)
     loss_shape = case.loss_shape(args)
     consts["b_weights"] = rng.uniform(0.5, 2.0, size=loss_shape[-1:])
-    consts["b_where"] = (np.arange(loss_shape[0]) % 2 == 0)[:, None]
+    consts["b_where"] = _over(np.arange(loss_shape[0]) % 2 == 0, len(loss_shape))
     inputs["broadcast"] = to_jax(case, args)
     # nothing counted: everything masked (NaN / inf there, NaN weights), zero weights
     args = case.make(rng, (4,), opts)
@@ -161,7 +165,7 @@ def _edges(case, opts):
             "scalar where": case.fn(*i["poisoned"], **opts, where=np.asarray(False)),
             "empty sum": case.fn(*i["empty"], **opts, reduction="sum"),
             "empty none": case.fn(*i["empty"], **opts, reduction="none")}
-        where = rows if case.event_dims(0) else rows[:, None]
+        where = _over(rows, len(case.loss_shape(i["full"])))
         out["subset"] = (
             _value_and_grads(case, opts, i["full"], ("mean",), weights=consts["s_weights"],
                              where=where)["mean"],
@@ -245,11 +249,12 @@ def test_all_ignored_is_exactly_zero():
 def test_every_loss_is_in_the_registry():
     """A loss exported by jloss without a registry row fails here.
 
-    ``linear_cross_entropy`` (hidden, weight, labels) has its own suite, tests/test_fused.py.
+    ``linear_cross_entropy`` (hidden, weight, labels) has its own suite, tests/test_fused.py;
+    the activation ``sparsemax`` is tested in tests/test_more_losses.py and test_optax_anchors.py.
     """
     exported = {n for n in jloss.__all__
                 if getattr(getattr(jloss, n), "__module__", "").startswith("jloss.losses.")
-                and n not in ("one_hot", "smooth_labels")}
+                and n not in ("one_hot", "smooth_labels", "sparsemax")}
     assert exported == {c.name for c in CASES} | set(ALIASES)
     for alias, name in ALIASES.items():
         assert getattr(jloss, alias) is getattr(jloss, name)

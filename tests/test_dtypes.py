@@ -54,8 +54,8 @@ def test_float32_stays_float32_under_x64(case, opts, x64):
     """Python-float options and float64 NumPy weights do not promote float32 inputs."""
     rng = np.random.default_rng(zlib.crc32(f"{case.name}|{opt_id(opts)}|x64".encode()))
     args = to_jax(case, case.make(rng, (4,), opts), jnp.float32)
-    opts = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) else v)
-            for k, v in opts.items()}
+    opts = {k: (np.asarray(v, np.float64) if isinstance(v, np.ndarray) and v.dtype.kind == "f"
+                else v) for k, v in opts.items()}
     weights = rng.uniform(0.5, 2.0, size=case.loss_shape(args))  # float64 NumPy
 
     def f(*a):

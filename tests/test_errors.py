@@ -18,7 +18,7 @@ from _registry import CASES, C, to_jax
 import jloss
 
 IDS = [c.name for c in CASES]
-SPARSE = [c for c in CASES if c.class_axis and c.float_args == (0,)]
+SPARSE = [c for c in CASES if c.class_axis and c.float_args == (0,) and not c.dense_labels]
 # predictions and targets share a shape
 MATCHING = [c for c in CASES if c not in SPARSE and c.event_dims(0) == c.event_dims(1)]
 rng = np.random.default_rng(0)

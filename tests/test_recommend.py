@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -23,6 +24,12 @@ from jloss.recommend import TASKS, guide_rows
         ("regression", {"outliers": True}, jloss.huber, "identity"),
         ("regression", {"quantile": 0.9}, jloss.pinball, "identity"),
         ("distribution", {}, jloss.kl_divergence, "softmax"),
+        ("segmentation", {}, jloss.dice, "softmax"),
+        ("segmentation", {"imbalance": True}, jloss.dice, "softmax"),
+        ("ranking", {}, jloss.ranking_softmax, "softmax"),
+        ("learning-to-rank", {}, jloss.ranking_softmax, "softmax"),
+        ("representation", {}, jloss.ntxent, "identity"),
+        ("contrastive", {}, jloss.ntxent, "identity"),
     ],
 )
 def test_guide(task, options, loss, activation):
@@ -59,7 +66,7 @@ def test_aliases():
     assert jloss.recommend("distributions").loss is jloss.kl_divergence
 
 
-@pytest.mark.parametrize("task", ["segmentation", "", None, 3])
+@pytest.mark.parametrize("task", ["clustering", "", None, 3])
 def test_unknown_task_lists_the_tasks(task):
     with pytest.raises(ValueError, match="unknown task") as err:
         jloss.recommend(task)
@@ -103,3 +110,14 @@ def test_guide_rows_cover_every_task():
     rows = guide_rows()
     assert {r[0].split(",")[0] for r in rows} == set(TASKS)
     assert all(len(r) == 4 for r in rows)
+
+
+def test_segmentation_imbalance_is_tversky_and_binds():
+    rec = jloss.recommend("segmentation", imbalance=True)
+    assert dict(rec.options) == {"alpha": 0.3, "beta": 0.7}
+    logits = jnp.asarray(np.random.default_rng(0).normal(size=(2, 4, 3)), jnp.float32)
+    masks = jax.nn.one_hot(jnp.array([[0, 1, 2, 0], [1, 1, 0, 2]]), 3)
+    np.testing.assert_allclose(float(rec.bind()(logits, masks)),
+                               float(jloss.dice(logits, masks, alpha=0.3, beta=0.7)), rtol=1e-6)
+    assert jloss.recommend("retrieval").loss is jloss.info_nce
+    assert "sigmoid_contrastive" in jloss.recommend("retrieval").reason

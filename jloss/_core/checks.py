@@ -522,3 +522,8 @@ def warn_if_probabilities(logits, axis, name="logits", stacklevel=3):
         warnings.warn(f"every row of {name} lies in [0, 1] and sums to 1: these look like "
                       "probabilities; pass logits, or from_logits=False", InputWarning,
                       stacklevel=stacklevel)
+
+
+def check_sign_labels(labels, mask, name="labels"):
+    """Labels in {-1, +1} wherever ``mask`` counts them (pair and margin losses)."""
+    check_values(labels, lambda v, xp: (v != -1) & (v != 1), f"{name} must be -1 or +1", mask)

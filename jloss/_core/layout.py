@@ -62,3 +62,10 @@ def sparse_rows(logits, labels, where, ignore_index, axis, fill, num_classes=Non
     y = fill_masked(labels.reshape(-1), row_mask, 0)
     valid = (y >= 0) & (y < num_classes)
     return x, jnp.clip(y, 0, num_classes - 1), valid, mask
+
+
+def row_masks(shape, axis, where):
+    """For inputs of ``shape`` with a class axis: (loss_shape, mask, the mask of the (N, C) rows)."""
+    loss_shape = shape[:axis] + shape[axis + 1:]
+    mask = loss_mask(where, loss_shape)
+    return loss_shape, mask, None if mask is None else mask.reshape(-1)

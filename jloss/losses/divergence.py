@@ -7,7 +7,7 @@ import jax.numpy as jnp
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.layout import class_axis, to_rows
+from jloss._core.layout import class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import clamped_log, keep_inputs
 
@@ -105,3 +105,59 @@ def _kl(logits, targets, weights, where, *, axis, from_logits, log_targets, redu
         return jnp.sum(terms, axis=-1)
 
     return reduce_loss(keep_inputs(loss, x, t).reshape(loss_shape), mask, weights, reduction)
+
+
+def generalized_kl_divergence(log_predictions, targets, *, axis=-1, weights=None, where=None,
+                              reduction="mean"):
+    r"""Generalized KL divergence between non-negative measures (not necessarily normalised).
+
+    .. math:: \ell = \sum_c t_c (\log t_c - \log q_c) - t_c + q_c, \quad q = \exp(\text{log\_predictions})
+
+    Fitting non-negative quantities that need not sum to 1 (the
+    I-divergence of non-negative matrix factorisation, Poisson-like
+    intensities): it is 0 only at ``q = t`` and equals :func:`kl_divergence`
+    when both sum to 1. Terms with ``t_c = 0`` contribute ``q_c``. As optax
+    ``generalized_kl_divergence``.
+
+    Args:
+      log_predictions: ``(..., C, ...)`` float array, ``log q``; ``axis`` is the summed axis.
+      targets: same shape, finite and non-negative.
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-example loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ, bad ``axis`` or ``reduction``.
+      TypeError: integer ``log_predictions``.
+      LossInputError: counted targets negative or not finite (eager, or under ``jloss.checked``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> log_q = jnp.log(jnp.array([[1.0, 2.0]]))
+      >>> round(float(jloss.generalized_kl_divergence(log_q, jnp.array([[1.0, 1.0]]))), 4)
+      0.3069
+
+    References:
+      Lee & Seung (2000), Algorithms for non-negative matrix factorization, NeurIPS.
+    """
+    axis, loss_shape, _ = class_axis(log_predictions, axis, reduction, weights, where,
+                                     "log_predictions")
+    checks.check_same_shape(log_predictions=log_predictions, targets=targets)
+    checks.check_float(targets=targets)
+    checks.check_nonnegative("targets", jnp.moveaxis(jnp.asarray(targets), axis, -1),
+                             loss_mask(where, loss_shape))
+    return _generalized_kl(log_predictions, targets, weights, where, axis=axis, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "reduction"))
+def _generalized_kl(log_predictions, targets, weights, where, *, axis, reduction):
+    loss_shape, mask, row_mask = row_masks(log_predictions.shape, axis, where)
+    dtype = compute_dtype(log_predictions, targets)
+    log_q = fill_masked(to_rows(log_predictions, axis), row_mask, 0).astype(dtype)
+    t = fill_masked(to_rows(targets, axis), row_mask, 1).astype(dtype)
+    present = t > 0
+    safe_t = jnp.where(present, t, 1)
+    # where t = 0 only q remains: a -inf log q there gives 0, never 0 * inf
+    terms = jnp.where(present, t * (jnp.log(safe_t) - log_q), 0) - t + jnp.exp(log_q)
+    return reduce_loss(jnp.sum(terms, axis=-1).reshape(loss_shape), mask, weights, reduction)

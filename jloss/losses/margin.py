@@ -11,9 +11,17 @@ import jax.numpy as jnp
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.layout import check_class_vector, check_sparse_labels, class_axis, sparse_rows
+from jloss._core.layout import (
+    check_class_vector,
+    check_sparse_labels,
+    class_axis,
+    row_masks,
+    sparse_rows,
+    to_rows,
+)
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import keep_inputs
+from jloss.kernels.sigmoid import sigmoid_bce
 
 
 def _hinge_checks(scores, labels, weights, where, reduction, margin):
@@ -209,4 +217,332 @@ def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, 
     if class_weights is not None:
         loss = loss * class_weights.astype(dtype)[y]
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    return reduce_loss(loss, mask, weights, reduction)
+
+
+# ------------------------------------------ signed margins: y s with y = +-1
+
+
+def _sign_checks(scores, labels, weights, where, reduction):
+    checks.check_float(scores=scores)
+    checks.check_same_shape(scores=scores, labels=labels)
+    checks.check_convention(reduction, weights, where, jnp.shape(scores))
+    checks.check_sign_labels(labels, loss_mask(where, jnp.shape(scores)))
+
+
+def _soft_margin(z):
+    return jax.nn.softplus(-z)
+
+
+def _perceptron(z):
+    return jnp.maximum(0, -z)
+
+
+@functools.partial(jax.jit, static_argnames=("pointwise", "reduction"))
+def _signed(pointwise, scores, labels, weights, where, *, reduction):
+    """``pointwise(y s)`` elementwise, masked-safe, reduced."""
+    mask = loss_mask(where, scores.shape)
+    dtype = compute_dtype(scores)
+    s = fill_masked(scores, mask, 0).astype(dtype)
+    y = fill_masked(jnp.asarray(labels), mask, 1).astype(dtype)
+    return reduce_loss(pointwise(y * s), mask, weights, reduction)
+
+
+def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
+    r"""Soft-margin loss: the logistic loss of the signed score.
+
+    .. math:: \ell = \log(1 + e^{-y s}), \quad y \in \{-1, +1\}
+
+    Binary classification with labels in {-1, +1}: a smooth hinge, the same
+    as binary cross-entropy with 0/1 labels ``(y + 1) / 2``. Elementwise, as
+    torch ``soft_margin_loss``; computed as ``softplus(-y s)``, exact at any
+    score.
+
+    Args:
+      scores: ``(...)`` float array.
+      labels: same shape, -1 or +1 (any numeric dtype).
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-element loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ or an unknown ``reduction``.
+      TypeError: integer ``scores``.
+      LossInputError: a counted label is not -1 or +1 (eager, or under ``jloss.checked``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> round(float(jloss.soft_margin(jnp.array([2.0, -1.0]), jnp.array([1.0, 1.0]))), 4)
+      0.7201
+
+    References:
+      PyTorch ``torch.nn.functional.soft_margin_loss``.
+    """
+    _sign_checks(scores, labels, weights, where, reduction)
+    return _signed(_soft_margin, scores, labels, weights, where, reduction=reduction)
+
+
+def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
+    r"""Perceptron loss: the score's violation when its sign is wrong.
+
+    .. math:: \ell = \max(0, -y s), \quad y \in \{-1, +1\}
+
+    Binary classification with the perceptron update (Rosenblatt): no loss once
+    the sign is right, however small the margin (a hinge with margin 0).
+    Elementwise, as optax ``perceptron_loss``.
+
+    Args:
+      scores: ``(...)`` float array.
+      labels: same shape, -1 or +1 (any numeric dtype).
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-element loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ or an unknown ``reduction``.
+      TypeError: integer ``scores``.
+      LossInputError: a counted label is not -1 or +1 (eager, or under ``jloss.checked``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> float(jloss.perceptron(jnp.array([2.0, -1.5]), jnp.array([1.0, 1.0]), reduction="sum"))
+      1.5
+
+    References:
+      Rosenblatt (1958), The perceptron; optax ``perceptron_loss``.
+    """
+    _sign_checks(scores, labels, weights, where, reduction)
+    return _signed(_perceptron, scores, labels, weights, where, reduction=reduction)
+
+
+# ----------------------------------------------- one label out of C classes
+
+
+def _sparse_margin_checks(scores, labels, axis, weights, where, reduction):
+    axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
+    check_sparse_labels(labels, scores, axis, loss_shape, "scores")
+    checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
+    return axis
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "reduction"))
+def _best_other(scores, labels, margin, weights, where, *, axis, reduction):
+    """``max(0, margin + max_{j != y} s_j - s_y)`` per example."""
+    x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
+    x = x.astype(compute_dtype(x))
+    own = jnp.take_along_axis(x, y[:, None], -1)[:, 0]
+    is_label = jnp.arange(x.shape[-1])[None, :] == y[:, None]
+    other = jnp.max(jnp.where(is_label, -jnp.inf, x), axis=-1)
+    loss = jnp.maximum(0, margin + other - own)
+    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    return reduce_loss(loss, mask, weights, reduction)
+
+
+def crammer_singer_hinge(scores, labels, *, margin=1.0, axis=-1, weights=None, where=None,
+                         reduction="mean"):
+    r"""Crammer-Singer multi-class hinge: the label's score must beat the best other one.
+
+    .. math:: \ell = \max\big(0, \; m + \max_{j \ne y} s_j - s_y\big)
+
+    Max-margin multi-class classification (a multi-class SVM) that only looks
+    at the strongest wrong class, unlike :func:`multiclass_hinge` (torch's
+    ``multi_margin_loss``), which sums every violation. As optax
+    ``multiclass_hinge_loss`` (``margin=1``) and Keras ``categorical_hinge``
+    on one-hot targets. With one class the loss is 0.
+
+    Args:
+      scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
+      labels: integer array, the shape of ``scores`` without ``axis``, in ``[0, C)``.
+      margin: the required gap (a float, may be traced).
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-example loss (``"none"``).
+
+    Raises:
+      ValueError: bad ``labels`` shape, ``axis`` or ``reduction``, NaN ``margin``.
+      TypeError: integer ``scores`` or float ``labels``.
+      LossInputError: a counted label outside ``[0, C)`` (eager, or under ``jloss.checked``;
+        under a plain ``jax.jit`` that example's loss is NaN).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> s = jnp.array([[2.0, 1.5, -1.0]])
+      >>> round(float(jloss.crammer_singer_hinge(s, jnp.array([0]))), 4)
+      0.5
+
+    References:
+      Crammer & Singer (2001), On the algorithmic implementation of multiclass
+      kernel-based vector machines, JMLR.
+    """
+    axis = _sparse_margin_checks(scores, labels, axis, weights, where, reduction)
+    checks.check_range("margin", margin)
+    return _best_other(scores, labels, margin, weights, where, axis=axis, reduction=reduction)
+
+
+def multiclass_perceptron(scores, labels, *, axis=-1, weights=None, where=None,
+                          reduction="mean"):
+    r"""Multi-class perceptron loss: how far the best score is above the label's.
+
+    .. math:: \ell = \max_j s_j - s_y
+
+    Multi-class classification with perceptron updates: zero once the label's
+    score is the largest, whatever the gap (the Crammer-Singer hinge with
+    margin 0). As optax ``multiclass_perceptron_loss``.
+
+    Args:
+      scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
+      labels: integer array, the shape of ``scores`` without ``axis``, in ``[0, C)``.
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-example loss (``"none"``).
+
+    Raises:
+      ValueError: bad ``labels`` shape, ``axis`` or ``reduction``.
+      TypeError: integer ``scores`` or float ``labels``.
+      LossInputError: a counted label outside ``[0, C)`` (eager, or under ``jloss.checked``;
+        under a plain ``jax.jit`` that example's loss is NaN).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> s = jnp.array([[2.0, 1.5, -1.0]])
+      >>> round(float(jloss.multiclass_perceptron(s, jnp.array([1]))), 4)
+      0.5
+
+    References:
+      Collins (2002), discriminative training methods for hidden Markov models;
+      optax ``multiclass_perceptron_loss``.
+    """
+    axis = _sparse_margin_checks(scores, labels, axis, weights, where, reduction)
+    return _best_other(scores, labels, 0.0, weights, where, axis=axis, reduction=reduction)
+
+
+# ----------------------------------------------------- several labels per example
+
+
+def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, reduction="mean"):
+    r"""Multi-label hinge: every target class must beat every other class by 1.
+
+    .. math:: \ell = \frac{1}{C} \sum_{j \in Y} \sum_{i \notin Y} \max(0, 1 - (s_j - s_i))
+
+    Multi-label classification with a ranking margin: the set ``Y`` of target
+    classes of an example is read from ``labels``, class indices padded with
+    -1 (the indices up to the first -1 count, the rest is ignored). As torch
+    ``multilabel_margin_loss``.
+
+    Args:
+      scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
+      labels: integer array of the shape of ``scores``: class indices in
+        ``[0, C)`` along ``axis``, then -1 padding.
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-example loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ, bad ``axis`` or ``reduction``.
+      TypeError: integer ``scores`` or float ``labels``.
+      LossInputError: a counted index before the first -1 outside ``[0, C)`` (eager, or
+        under ``jloss.checked``; under a plain ``jax.jit`` that example's loss is NaN).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> s = jnp.array([[0.1, 0.2, 0.4, 0.8]])
+      >>> round(float(jloss.multilabel_margin(s, jnp.array([[3, 0, -1, 1]]))), 4)
+      0.85
+
+    References:
+      PyTorch ``torch.nn.functional.multilabel_margin_loss``.
+    """
+    axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
+    checks.check_same_shape(scores=scores, labels=labels)
+    checks.check_integer(labels=labels)
+    mask = loss_mask(where, loss_shape)
+
+    def bad(labels, xp):  # per example: an index before the first -1 that is not a class
+        rows = xp.moveaxis(labels, axis, -1)
+        listed = xp.cumprod(rows != -1, axis=-1).astype(bool)
+        return xp.any(listed & ((rows < 0) | (rows >= num_classes)), axis=-1)
+
+    checks.check_values(labels, bad, f"labels must be class indices in [0, {num_classes}) padded with -1",
+                        mask)
+    return _multilabel_margin(scores, labels, weights, where, axis=axis, reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "reduction"))
+def _multilabel_margin(scores, labels, weights, where, *, axis, reduction):
+    loss_shape, mask, row_mask = row_masks(scores.shape, axis, where)
+    x = fill_masked(to_rows(scores, axis), row_mask, 0)
+    y = fill_masked(to_rows(labels, axis), row_mask, -1)
+    x = x.astype(compute_dtype(x))
+    num_classes = x.shape[-1]
+    listed = jnp.cumprod(y != -1, axis=-1).astype(bool)
+    valid = ~jnp.any(listed & ((y < 0) | (y >= num_classes)), axis=-1)
+    classes = jnp.arange(num_classes)
+    is_target = jnp.any(listed[:, :, None] & (y[:, :, None] == classes), axis=1)
+    pair = is_target[:, :, None] & ~is_target[:, None, :]  # (N, target j, other i)
+    hinge = jnp.maximum(0, 1 - (x[:, :, None] - x[:, None, :]))
+    loss = jnp.sum(jnp.where(pair, hinge, 0), axis=(1, 2)) / num_classes
+    loss = jnp.where(valid, loss, jnp.nan).reshape(loss_shape)
+    return reduce_loss(loss, mask, weights, reduction)
+
+
+def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weights=None,
+                           where=None, reduction="mean"):
+    r"""Multi-label soft margin: per example, the mean over classes of the binary cross-entropy.
+
+    .. math:: \ell = -\frac{1}{C} \sum_c w_c \big(y_c \log \sigma(x_c) + (1 - y_c) \log \sigma(-x_c)\big)
+
+    Multi-label classification (one sigmoid per class) with one loss per
+    example rather than per class: ``binary_cross_entropy`` averaged over the
+    class axis, with optional class weights. As torch
+    ``multilabel_soft_margin_loss``. Built on the custom-VJP sigmoid kernel: no
+    forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``) applied directly.
+
+    Args:
+      logits: ``(..., C, ...)`` float array; ``axis`` is the class axis.
+      labels: same shape, in ``[0, 1]`` (0/1 or soft).
+      class_weights: ``(C,)`` non-negative, or None for 1.
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-example loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ, bad ``class_weights`` shape or values, ``axis`` or ``reduction``.
+      TypeError: integer ``logits``.
+      LossInputError: a counted label outside [0, 1] (eager, or under ``jloss.checked``).
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> x = jnp.array([[0.0, 2.0]])
+      >>> round(float(jloss.multilabel_soft_margin(x, jnp.array([[1.0, 0.0]]))), 4)
+      1.41
+
+    References:
+      PyTorch ``torch.nn.functional.multilabel_soft_margin_loss``.
+    """
+    axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
+    checks.check_same_shape(logits=logits, labels=labels)
+    check_class_vector("class_weights", class_weights, num_classes)
+    checks.check_range("class_weights", class_weights, low=0)
+    checks.check_unit_interval("labels", jnp.moveaxis(jnp.asarray(labels), axis, -1),
+                               loss_mask(where, loss_shape))
+    return _multilabel_soft_margin(logits, labels, class_weights, weights, where, axis=axis,
+                                   reduction=reduction)
+
+
+@functools.partial(jax.jit, static_argnames=("axis", "reduction"))
+def _multilabel_soft_margin(logits, labels, class_weights, weights, where, *, axis, reduction):
+    loss_shape, mask, row_mask = row_masks(logits.shape, axis, where)
+    x = fill_masked(to_rows(logits, axis), row_mask, 0)
+    y = fill_masked(to_rows(jnp.asarray(labels), axis), row_mask, 0)
+    dtype = compute_dtype(x)
+    per_class = sigmoid_bce(x, y, jnp.ones((), dtype), jnp.zeros((), dtype))
+    if class_weights is not None:
+        per_class = per_class * jax.lax.stop_gradient(class_weights).astype(dtype)
+    loss = jnp.mean(per_class, axis=-1).reshape(loss_shape)
     return reduce_loss(loss, mask, weights, reduction)

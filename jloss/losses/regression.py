@@ -516,3 +516,107 @@ def _poisson_nll(predictions, targets, eps, weights, where, *, log_input, full, 
 
 mse = mean_squared_error
 mae = mean_absolute_error
+
+
+# ------------------------------------------- relative and logarithmic errors
+
+
+@functools.partial(jax.jit, static_argnames=("pointwise", "target_fill", "reduction"))
+def _of_both(pointwise, predictions, targets, params, weights, where, *, target_fill, reduction):
+    """Apply ``pointwise(p, t, *params)`` (a loss that needs the targets themselves) and reduce."""
+    mask = loss_mask(where, predictions.shape)
+    dtype = compute_dtype(predictions, targets)
+    p = fill_masked(predictions, mask, target_fill).astype(dtype)
+    t = fill_masked(jnp.asarray(targets), mask, target_fill).astype(dtype)
+    return reduce_loss(pointwise(p, t, *params), mask, weights, reduction)
+
+
+def _percentage(p, t, eps):
+    return 100 * _absolute(p - t) / jnp.maximum(_absolute(t), eps)
+
+
+def _squared_log(p, t, eps):
+    return (jnp.log1p(jnp.maximum(p, eps)) - jnp.log1p(jnp.maximum(t, eps))) ** 2
+
+
+def mean_absolute_percentage_error(predictions, targets, *, eps=1e-7, weights=None, where=None,
+                                   reduction="mean"):
+    r"""Mean absolute percentage error, the error relative to the target, in percent.
+
+    .. math:: \ell = 100 \, \frac{|\hat y - y|}{\max(|y|, \epsilon)}
+
+    Regression judged in relative terms (forecasting, prices): an error of 1 on
+    a target of 10 costs as much as an error of 10 on a target of 100. Targets
+    near 0 blow it up (the ``eps`` floor only keeps it finite). Elementwise, as
+    Keras ``mean_absolute_percentage_error`` (which then averages the last axis;
+    here ``reduction`` does). Alias ``mape``.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: same shape as ``predictions``.
+      eps: ``> 0``, the floor of ``|y|`` in the denominator (Keras' epsilon, 1e-7).
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-element loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ, ``eps <= 0`` or an unknown ``reduction``.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> round(float(jloss.mape(jnp.array([11.0, 90.0]), jnp.array([10.0, 100.0]))), 4)
+      10.0
+
+    References:
+      Keras ``keras.losses.mean_absolute_percentage_error``.
+    """
+    _check(predictions, targets, weights, where, reduction)
+    checks.check_range("eps", eps, low=0, low_open=True)
+    return _of_both(_percentage, predictions, targets, (eps,), weights, where, target_fill=1,
+                    reduction=reduction)
+
+
+def mean_squared_logarithmic_error(predictions, targets, *, eps=1e-7, weights=None, where=None,
+                                   reduction="mean"):
+    r"""Mean squared logarithmic error: the squared error of ``log(1 + x)``.
+
+    .. math:: \ell = \big(\log(1 + \max(\hat y, \epsilon)) - \log(1 + \max(y, \epsilon))\big)^2
+
+    Regression of non-negative quantities spanning orders of magnitude (counts,
+    prices): penalises ratios rather than differences, and under-prediction
+    more than over-prediction. Values below ``eps`` are clamped to it, with a
+    zero gradient there. Elementwise, as Keras
+    ``mean_squared_logarithmic_error`` (which then averages the last axis; here
+    ``reduction`` does). Alias ``msle``.
+
+    Args:
+      predictions: ``(...)`` float array.
+      targets: same shape as ``predictions``.
+      eps: ``> 0``, the floor of both arguments (Keras' epsilon, 1e-7).
+      weights, where, reduction: see the conventions page.
+
+    Returns:
+      A float32 scalar (``"mean"``/``"sum"``) or the per-element loss (``"none"``).
+
+    Raises:
+      ValueError: shapes differ, ``eps <= 0`` or an unknown ``reduction``.
+      TypeError: integer ``predictions``.
+
+    Examples:
+      >>> import jax.numpy as jnp, jloss
+      >>> round(float(jloss.msle(jnp.array([2.0 * 2.718281828 - 1]), jnp.array([1.0]))), 4)
+      1.0
+
+    References:
+      Keras ``keras.losses.mean_squared_logarithmic_error``.
+    """
+    _check(predictions, targets, weights, where, reduction)
+    checks.check_range("eps", eps, low=0, low_open=True)
+    return _of_both(_squared_log, predictions, targets, (eps,), weights, where, target_fill=0,
+                    reduction=reduction)
+
+
+mape = mean_absolute_percentage_error
+msle = mean_squared_logarithmic_error

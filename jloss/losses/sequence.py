@@ -24,13 +24,13 @@ def _lengths(lengths, batch, full):
     return jnp.full(batch, full, jnp.int32) if lengths is None else jnp.asarray(lengths)
 
 
-def _bad_sequences(labels, logit_lengths, label_lengths, num_frames, num_classes, blank_id):
+def _bad_sequences(labels, logit_lengths, label_lengths, num_frames, num_classes, blank_id, xp=jnp):
     """Per sequence: a length out of range, or a label (within its length) that is not a
     symbol or is the blank."""
-    positions = jnp.arange(labels.shape[-1])
+    positions = xp.arange(labels.shape[-1])
     inside = positions < label_lengths[..., None]
     symbol = (labels >= 0) & (labels < num_classes) & (labels != blank_id)
-    bad_label = jnp.any(inside & ~symbol, axis=-1)
+    bad_label = xp.any(inside & ~symbol, axis=-1)
     bad_length = ((logit_lengths < 0) | (logit_lengths > num_frames) | (label_lengths < 0)
                   | (label_lengths > labels.shape[-1]))
     return bad_label | bad_length
@@ -119,20 +119,14 @@ def ctc(logits, labels, *, logit_lengths=None, label_lengths=None, blank_id=0,
     logit_lengths = _lengths(logit_lengths, batch, num_frames)
     label_lengths = _lengths(label_lengths, batch, jnp.shape(labels)[-1])
     mask = loss_mask(where, batch)
-    arrays = {"labels": labels, "logit_lengths": logit_lengths, "label_lengths": label_lengths}
-    if mask is not None:
-        arrays["mask"] = mask
+    def bad(labels, xp):  # per sequence (the lengths are read with the labels' array module)
+        return _bad_sequences(labels, xp.asarray(logit_lengths), xp.asarray(label_lengths),
+                              num_frames, num_classes, blank_id, xp)
 
-    def bad(labels, logit_lengths, label_lengths, mask=None):
-        out = _bad_sequences(labels, logit_lengths, label_lengths, num_frames, num_classes,
-                             blank_id)
-        return out if mask is None else out & mask
-
-    checks.check_values(bad, f"ctc labels must be in [0, {num_classes}) and not blank_id="
-                             f"{blank_id} within label_lengths, and lengths in range "
-                             f"(logit_lengths <= {num_frames}, label_lengths <= "
-                             f"{jnp.shape(labels)[-1]}); found a sequence that is not",
-                        **arrays)
+    checks.check_values(labels, bad, f"ctc labels must be in [0, {num_classes}) and not blank_id="
+                                     f"{blank_id} within label_lengths, and lengths in range "
+                                     f"(logit_lengths <= {num_frames}, label_lengths <= "
+                                     f"{jnp.shape(labels)[-1]})", mask)
     return _ctc(logits, labels, logit_lengths, label_lengths, weights, where,
                 blank_id=blank_id, zero_infinity=bool(zero_infinity), reduction=reduction)
 

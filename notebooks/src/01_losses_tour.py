@@ -177,7 +177,42 @@ print(rec.reason)
 print("loss:", rec.bind()(jnp.array([0.0, 1.0, 10.0]), jnp.zeros(3)))
 
 # %% [markdown]
-# ## 6. Classic mistakes, and what jloss says about them
+# ## 6. More families: segmentation, ranking, embeddings, sparse outputs
+#
+# The same convention covers the losses of other tasks. A few at a glance:
+#
+# - **Segmentation**: `dice` scores the overlap of each class's predicted and true region,
+#   so a small object counts as much as the background; with `beta > alpha` it becomes
+#   the Tversky loss, which charges missed foreground more.
+# - **Ranking**: `ranking_softmax` compares each list's relevance with the softmax of its
+#   scores; `valid` marks the real items of padded lists.
+# - **Embeddings**: `ntxent` (SimCLR) pulls vectors of a group together and pushes the rest
+#   apart; `triplet_margin`, `cosine_embedding` and `margin_ranking` work on triplets and pairs.
+# - **Sparse outputs**: `sparsemax` is a softmax with exact zeros; `sparsemax_loss` trains it.
+# %%
+# a 1 x 8 "image" with a 2-pixel foreground (class 1); the model misses one foreground pixel
+masks = jax.nn.one_hot(jnp.array([[0, 0, 0, 1, 1, 0, 0, 0]]), 2)
+seg_logits = 3.0 * (2 * masks - 1)
+seg_logits = seg_logits.at[0, 4].set(jnp.array([3.0, -3.0]))
+print("Dice:              ", round(float(jloss.dice(seg_logits, masks)), 4))
+print("Tversky (beta=0.7):", round(float(jloss.dice(seg_logits, masks, alpha=0.3, beta=0.7)), 4))
+
+scores = jnp.array([[2.0, 0.5, -1.0, jnp.nan]])  # the last item is padding
+relevance = jnp.array([[0.0, 1.0, 0.0, 0.0]])
+valid = jnp.array([[True, True, True, False]])
+print("ranking softmax:", round(float(jloss.ranking_softmax(scores, relevance, valid=valid)), 4))
+
+views = jnp.array([[1.0, 0.1], [0.9, 0.0], [0.0, 1.0], [0.2, 1.0]])  # two views of two images
+print("NT-Xent:", round(float(jloss.ntxent(views, jnp.array([0, 0, 1, 1]), temperature=0.5)), 4))
+
+z = jnp.array([1.2, 0.9, 0.1, -0.5])
+print("softmax:  ", jax.nn.softmax(z).round(3))
+print("sparsemax:", jloss.sparsemax(z).round(3))
+for task in ("segmentation", "ranking", "representation"):
+    print(f"{task:14s} -> {jloss.recommend(task).name}")
+
+# %% [markdown]
+# ## 7. Classic mistakes, and what jloss says about them
 #
 # Each mistake below is one that silently gives a wrong loss with hand-written code. jloss
 # raises an error that names the argument and says what to do.
