@@ -17,6 +17,7 @@ The guide (situation -> loss, output activation):
 - segmentation -> ``dice`` (imbalanced foreground: Tversky, ``dice(alpha=0.3, beta=0.7)``), softmax
 - ranking -> ``ranking_softmax``, softmax over each list
 - representation learning -> ``ntxent`` (groups of views), embeddings (normalised inside)
+- sequence labelling without an alignment -> ``ctc``, softmax over classes per frame
 - retrieval, paired queries and keys -> ``info_nce``; very large batches across devices ->
   ``sigmoid_contrastive``
 
@@ -39,10 +40,11 @@ from jloss.losses import (
     ranking,
     regression,
     segmentation,
+    sequence,
 )
 
 TASKS = ("binary", "multiclass", "multilabel", "regression", "distribution", "segmentation",
-         "ranking", "representation", "retrieval")
+         "ranking", "representation", "retrieval", "sequence")
 
 _ALIASES = {
     "binary": "binary",
@@ -64,6 +66,10 @@ _ALIASES = {
     "contrastive": "representation",
     "retrieval": "retrieval",
     "paired": "retrieval",
+    "sequence": "sequence",
+    "sequence-labelling": "sequence",
+    "sequence-labeling": "sequence",
+    "speech": "sequence",
 }
 
 
@@ -127,7 +133,8 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
 
     Args:
       task: ``"binary"``, ``"multiclass"``, ``"multilabel"``, ``"regression"``,
-        ``"distribution"``, ``"segmentation"``, ``"ranking"``, ``"representation"`` or ``"retrieval"``
+        ``"distribution"``, ``"segmentation"``, ``"ranking"``, ``"representation"``,
+        ``"retrieval"`` or ``"sequence"``
         (``"multi-class"``, ``"multi-label"``, ``"learning-to-rank"``, ``"contrastive"``,
         ``"retrieval"`` ... are accepted too).
       outliers: regression targets contain large outliers -> ``huber``.
@@ -239,6 +246,12 @@ def recommend(task, *, outliers=False, imbalance=False, integer_labels=True, noi
                               "paired queries and keys (retrieval, CLIP) use info_nce, and "
                               "sigmoid_contrastive (SigLIP) for very large batches across devices.")
 
+    if key == "sequence":
+        return Recommendation(sequence.ctc, "softmax",
+                              "sequence labelling without a frame alignment (speech, handwriting): "
+                              "CTC sums over every alignment of the labels to the frames, with a "
+                              "blank class; pass the frame logits and the label and frame lengths.")
+
     if key == "retrieval":
         return Recommendation(contrastive.info_nce, "identity",
                               "retrieval and paired representation learning (CLIP-style queries and "
@@ -285,6 +298,7 @@ GUIDE = (
     ("ranking", {}),
     ("representation", {}),
     ("retrieval", {}),
+    ("sequence", {}),
 )
 
 

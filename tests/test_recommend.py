@@ -120,4 +120,5 @@ def test_segmentation_imbalance_is_tversky_and_binds():
     np.testing.assert_allclose(float(rec.bind()(logits, masks)),
                                float(jloss.dice(logits, masks, alpha=0.3, beta=0.7)), rtol=1e-6)
     assert jloss.recommend("retrieval").loss is jloss.info_nce
+    assert jloss.recommend("sequence-labelling").loss is jloss.ctc
     assert "sigmoid_contrastive" in jloss.recommend("retrieval").reason
