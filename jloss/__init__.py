@@ -11,6 +11,7 @@ each function's docstring gives its formula, shapes, an example and its referenc
 
 from jloss import metrics
 from jloss._core.checks import LossInputError, checked
+from jloss.heads.distillation import linear_jensen_shannon, linear_kl_divergence
 from jloss.heads.linear_cross_entropy import linear_cross_entropy, linear_log_probs
 from jloss.losses.classification import (
     binary_cross_entropy,
@@ -22,6 +23,7 @@ from jloss.losses.classification import (
 from jloss.losses.divergence import kl_divergence
 from jloss.losses.labels import one_hot, smooth_labels
 from jloss.losses.margin import hinge, multiclass_hinge, squared_hinge
+from jloss.losses.preference import cpo, dpo, kto, orpo, sequence_log_probs, simpo
 from jloss.losses.regression import (
     gaussian_nll,
     huber,
@@ -66,14 +68,19 @@ __all__ = [
     "categorical_cross_entropy",
     "categorical_focal_loss",
     "checked",
+    "cpo",
     "data_mesh",
+    "dpo",
     "fit",
     "gaussian_nll",
     "hinge",
     "huber",
     "kl_divergence",
+    "kto",
     "learning_rate",
     "linear_cross_entropy",
+    "linear_jensen_shannon",
+    "linear_kl_divergence",
     "linear_log_probs",
     "log_cosh",
     "loss_landscape",
@@ -88,6 +95,7 @@ __all__ = [
     "multiclass_hinge",
     "one_hot",
     "optimizer",
+    "orpo",
     "per_example_grads",
     "pinball",
     "plot_history",
@@ -96,7 +104,9 @@ __all__ = [
     "replicate",
     "restore_checkpoint",
     "save_checkpoint",
+    "sequence_log_probs",
     "shard_batch",
+    "simpo",
     "smooth_l1",
     "smooth_labels",
     "sparse_categorical_cross_entropy",
