@@ -1,6 +1,7 @@
 """Preference losses on sequence log-probabilities (DPO, IPO, ORPO, SimPO, CPO, KTO).
 
-Every loss here takes per-sequence log-probabilities of shape ``(B,)`` (sums,
+Every loss here takes per-sequence log-probabilities, one per pair, of shape ``(B,)`` (or
+any shape: the losses are elementwise over pairs) (sums,
 or means, over each sequence's tokens: :func:`sequence_log_probs` of
 :func:`jloss.linear_log_probs`) and returns the loss per preference pair (or,
 for KTO, per example) through the shared masks, weights and reductions.
@@ -18,14 +19,10 @@ _CPO_TYPES = ("sigmoid", "hinge", "ipo")
 
 
 def _check_logps(**arrays):
-    """Float ``(B,)`` sequence log-probabilities of one shape; returns that shape."""
+    """Float sequence log-probabilities of one shape (typically ``(B,)``); returns that shape."""
     checks.check_float(**arrays)
     checks.check_same_shape(**arrays)
-    shape = jnp.shape(next(iter(arrays.values())))
-    if len(shape) != 1:
-        name = next(iter(arrays))
-        raise ValueError(f"{name} must hold one log-probability per sequence, shape (B,), got {shape}")
-    return shape
+    return jnp.shape(next(iter(arrays.values())))
 
 
 def _masked(x, mask):
@@ -112,7 +109,7 @@ def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *,
       the loss per pair, shape ``(B,)``, for ``"none"``.
 
     Raises:
-      ValueError: inputs of different shapes or not ``(B,)``, ``beta <= 0``, an
+      ValueError: inputs of different shapes, ``beta <= 0``, an
         unknown ``loss_type`` or ``reduction``, ``label_smoothing`` out of range.
       TypeError: integer inputs, or a ``where`` that is not boolean.
 
@@ -186,7 +183,7 @@ def orpo(chosen_logps, rejected_logps, *, beta=0.1, chosen_nll=None, weights=Non
       A float32 scalar for ``"mean"`` and ``"sum"``; the loss per pair ``(B,)`` for ``"none"``.
 
     Raises:
-      ValueError: inputs of different shapes or not ``(B,)``, ``beta < 0``, bad ``reduction``.
+      ValueError: inputs of different shapes, ``beta < 0``, bad ``reduction``.
       TypeError: integer inputs, or a ``where`` that is not boolean.
 
     Examples:
@@ -240,7 +237,7 @@ def simpo(chosen_logps, rejected_logps, *, beta=2.0, gamma=0.5, label_smoothing=
       A float32 scalar for ``"mean"`` and ``"sum"``; the loss per pair ``(B,)`` for ``"none"``.
 
     Raises:
-      ValueError: inputs of different shapes or not ``(B,)``, ``beta <= 0``,
+      ValueError: inputs of different shapes, ``beta <= 0``,
         ``label_smoothing`` outside [0, 1], bad ``reduction``.
       TypeError: integer inputs, or a ``where`` that is not boolean.
 
@@ -294,7 +291,7 @@ def cpo(chosen_logps, rejected_logps, *, beta=0.1, loss_type="sigmoid", label_sm
       A float32 scalar for ``"mean"`` and ``"sum"``; the loss per pair ``(B,)`` for ``"none"``.
 
     Raises:
-      ValueError: inputs of different shapes or not ``(B,)``, ``beta <= 0``,
+      ValueError: inputs of different shapes, ``beta <= 0``,
         ``alpha < 0``, bad ``loss_type``, ``label_smoothing`` or ``reduction``.
       TypeError: integer inputs, or a ``where`` that is not boolean.
 
@@ -343,7 +340,7 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
     Args:
       policy_logps: ``(B,)`` float sequence log-probabilities under the policy.
       reference_logps: ``(B,)`` the same under the reference model.
-      desirable: ``(B,)`` boolean, True for a desirable completion.
+      desirable: ``(B,)`` boolean (or integer 0 / 1), True for a desirable completion.
       beta: ``β > 0``.
       policy_kl_logps: ``(K,)`` policy log-probabilities of mismatched
         prompt-completion pairs, or None (then ``z_0 = 0``).
@@ -360,9 +357,10 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
       A float32 scalar for ``"mean"`` and ``"sum"``; the loss per example ``(B,)`` for ``"none"``.
 
     Raises:
-      ValueError: inputs of different shapes or not ``(B,)``, only one of the
+      ValueError: inputs of different shapes, only one of the
         KL log-probabilities, ``beta <= 0``, negative class weights, bad ``reduction``.
-      TypeError: integer log-probabilities, or a ``desirable`` / ``where`` that is not boolean.
+      TypeError: integer log-probabilities, a float ``desirable``, or a ``where`` that is not boolean.
+      LossInputError: an integer ``desirable`` other than 0 / 1 (eager calls).
 
     Examples:
       >>> import jax.numpy as jnp
@@ -382,8 +380,13 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
     mask, (p, r) = _pair_inputs(reduction, weights, where, policy_logps=policy_logps,
                                 reference_logps=reference_logps)
     checks.check_shape("desirable", desirable, jnp.shape(p), "policy_logps")
-    if jnp.asarray(desirable).dtype != jnp.bool_:
-        raise TypeError(f"desirable must be a boolean array, got dtype {jnp.asarray(desirable).dtype}")
+    desirable = jnp.asarray(desirable)
+    if desirable.dtype != jnp.bool_:
+        checks.check_integer(desirable=desirable)
+        checks.check_values(lambda d, m=None: (d != 0) & (d != 1) & (True if m is None else m),
+                            "desirable must be boolean or 0 / 1",
+                            **({"d": desirable} if mask is None else {"d": desirable, "m": mask}))
+        desirable = desirable == 1
     if (policy_kl_logps is None) != (reference_kl_logps is None):
         raise ValueError("policy_kl_logps and reference_kl_logps must be given together (or neither)")
     z0 = 0.0
