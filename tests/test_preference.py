@@ -6,56 +6,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _registry import ref_cpo, ref_dpo, ref_kto, ref_orpo, ref_simpo, sigmoid
 
 import jloss
 
 B = 6
-
-
-def _logsig(x):
-    return -np.logaddexp(0.0, -x)
-
-
-def _sig(x):
-    return 1.0 / (1.0 + np.exp(-x))
-
-
-def ref_margin(u, beta, loss_type, s):
-    """TRL's DPOTrainer.dpo_loss per loss_type, on the margin u."""
-    if loss_type == "sigmoid":
-        return -(1 - s) * _logsig(beta * u) - s * _logsig(-beta * u)
-    if loss_type == "robust":
-        return (-(1 - s) * _logsig(beta * u) + s * _logsig(-beta * u)) / (1 - 2 * s)
-    if loss_type == "hinge":
-        return np.maximum(0.0, 1 - beta * u)
-    return (u - 1 / (2 * beta)) ** 2
-
-
-def ref_dpo(pc, pr, rc, rr, beta=0.1, loss_type="sigmoid", label_smoothing=0.0):
-    return ref_margin((pc - pr) - (rc - rr), beta, loss_type, label_smoothing)
-
-
-def ref_orpo(c, r, beta=0.1, chosen_nll=None):
-    log_odds = (c - np.log1p(-np.exp(c))) - (r - np.log1p(-np.exp(r)))
-    return -beta * _logsig(log_odds) + (0.0 if chosen_nll is None else chosen_nll)
-
-
-def ref_simpo(c, r, beta=2.0, gamma=0.5, label_smoothing=0.0):
-    u = beta * (c - r) - gamma
-    return -(1 - label_smoothing) * _logsig(u) - label_smoothing * _logsig(-u)
-
-
-def ref_cpo(c, r, beta=0.1, loss_type="sigmoid", label_smoothing=0.0, alpha=1.0, chosen_nll=None):
-    return ref_margin(c - r, beta, loss_type, label_smoothing) + (
-        0.0 if chosen_nll is None else alpha * chosen_nll)
-
-
-def ref_kto(p, r, desirable, beta=0.1, policy_kl_logps=None, reference_kl_logps=None,
-            desirable_weight=1.0, undesirable_weight=1.0):
-    z0 = 0.0 if policy_kl_logps is None else max(np.mean(policy_kl_logps - reference_kl_logps), 0.0)
-    ratio = p - r
-    return np.where(desirable, desirable_weight * (1 - _sig(beta * (ratio - z0))),
-                    undesirable_weight * (1 - _sig(beta * (z0 - ratio))))
 
 
 def _logps(rng, n_args, low=-30.0, high=-2.0):
@@ -199,7 +154,7 @@ def test_preference_losses_on_sequences_end_to_end():
         value, grads = jax.value_and_grad(loss, argnums=(0, 1))(*map(jnp.asarray, tokens))
         np.testing.assert_allclose(value, np.mean(ref_dpo(*seqs, beta=0.2)), rtol=1e-10)
         u = (seqs[0] - seqs[1]) - (seqs[2] - seqs[3])
-        d_margin = -0.2 * _sig(-0.2 * u) / B  # d mean(-log sigmoid(beta u)) / du
+        d_margin = -0.2 * sigmoid(-0.2 * u) / B  # d mean(-log sigmoid(beta u)) / du
         np.testing.assert_allclose(grads[0], np.where(masks[0], d_margin[:, None], 0), rtol=1e-9)
         np.testing.assert_allclose(grads[1], np.where(masks[1], -d_margin[:, None], 0), rtol=1e-9)
 
