@@ -50,3 +50,14 @@ def test_linear_cross_entropy_mesh_benchmark_functions():
         assert temp >= 0 and seconds > 0 and found  # every program has collectives on this mesh
     assert not [c for c in results["fused"][1] if c[0] == "all-gather"]
     assert "all-reduce 16x256" in lce.describe_collectives(results["fused"][1])  # dweight, one shard
+
+
+def test_post_training_benchmark_rows():
+    import post_training
+    from linear_cross_entropy import QuietTimer
+
+    timer = QuietTimer(max_foreign=1e9, tries=1, max_wait=0)
+    rows = post_training.run((256, 32, 1024), (256, 32, 1024), rounds=1, timer=timer)
+    assert [r[0] for r in rows] == ["dpo(sequence_log_probs(linear_log_probs))", *post_training.DISTILL]
+    # a smoke run: the memory target is asserted at full size in tests/test_post_training_heads.py
+    assert all(mem_ratio > 0 and time_ratio > 0 for _, _, _, mem_ratio, time_ratio, _, _ in rows)
