@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 
 from jloss._core.dtypes import compute_dtype
-from jloss.kernels.common import vary_together, varying_axes, zero_cotangent
+from jloss.kernels.common import for_each_block, vary_together, varying_axes, zero_cotangent
 
 
 class DivergenceConfig(NamedTuple):
@@ -53,22 +53,6 @@ class LinearHead(NamedTuple):
     hidden: jax.Array
     weight: jax.Array
     bias: jax.Array | None
-
-
-def for_each_block(total, size, body, carry):
-    """``carry = body(carry, start, length)`` over ``[0, total)`` in pieces of ``size``.
-
-    Full pieces run in a ``fori_loop`` (traced ``start``, static ``length``);
-    the ``total % size`` remainder is one more piece with a static start.
-    """
-    full, rest = divmod(total, size)
-    if full == 1:
-        carry = body(carry, 0, size)
-    elif full > 1:
-        carry = jax.lax.fori_loop(0, full, lambda j, c: body(c, j * size, size), carry)
-    if rest:
-        carry = body(carry, full * size, rest)
-    return carry
 
 
 def _logits(head, start, size, temperature, dtype):
