@@ -129,30 +129,29 @@ def median_times(steps, args, rounds, timer):
 
 
 def run(memory_sizes, time_sizes, rounds, timer):
-    """Rows ``(name, fused MiB, materialised MiB, memory ratio, time ratio, fused s, materialised s)``."""
-    rows = []
+    """Rows ``(name, fused MiB, materialised MiB, memory ratio, time ratio, fused s, dense s)``."""
     mem_programs, time_programs = programs(*memory_sizes), programs(*time_sizes)
     for name, (fused, dense, args) in mem_programs.items():
         m_f, m_d = scratch(fused, args), scratch(dense, args)
         t_fused, t_dense, t_args = time_programs[name]
-        concrete = _concrete(t_args)
-        times = median_times({"fused": t_fused, "dense": t_dense}, concrete, rounds, timer)
-        rows.append((name, m_f / 2**20, m_d / 2**20, m_f / m_d, times["fused"] / times["dense"],
-                     times["fused"], times["dense"]))
-    return rows
+        times = median_times({"fused": t_fused, "dense": t_dense}, _concrete(t_args), rounds, timer)
+        yield (name, m_f / 2**20, m_d / 2**20, m_f / m_d, times["fused"] / times["dense"],
+               times["fused"], times["dense"])
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, a few seconds")
     parser.add_argument("--rounds", type=int, default=None)
+    parser.add_argument("--max-wait", type=float, default=5.0,
+                        help="seconds to wait for a quiet machine before each sample (0: never wait)")
     args = parser.parse_args(argv)
     if args.quick:
         memory_sizes, time_sizes, rounds = (512, 64, 2048), (256, 32, 1024), args.rounds or 2
         timer = QuietTimer(max_foreign=1e9, tries=1, max_wait=0)
     else:
         memory_sizes, time_sizes, rounds = (8192, 512, 32768), (2048, 512, 32768), args.rounds or 7
-        timer = QuietTimer(max_foreign=0.2, tries=3, max_wait=5.0)
+        timer = QuietTimer(max_foreign=0.2, tries=3 if args.max_wait else 1, max_wait=args.max_wait)
     cpu = platform.processor() or platform.machine()
     print(f"jax {jax.__version__}, {jax.devices()[0].platform}, {cpu}, {os.cpu_count()} cores")
     print(f"memory: compiled scratch of value-and-grad at N, D, V = {memory_sizes}; "
@@ -163,7 +162,7 @@ def main(argv=None):
     print("|---|---|---|---|---|---|---|")
     for name, m_f, m_d, mem_ratio, time_ratio, t_f, t_d in run(memory_sizes, time_sizes, rounds, timer):
         print(f"| {name} | {m_f:.1f} | {m_d:.1f} | {mem_ratio:.3f} | {time_ratio:.2f} | {t_f:.4f} "
-              f"| {t_d:.4f} |")
+              f"| {t_d:.4f} |", flush=True)
     print(f"\nquiet samples: {timer.quiet}, contended (kept after retries): {timer.contended}")
 
 
