@@ -12,6 +12,7 @@ each function's docstring gives its formula, shapes, an example and its referenc
 from jloss import analysis, metrics, plot
 from jloss._core.checks import InputWarning, LossInputError, checked
 from jloss.analysis import loss_landscape
+from jloss.heads.distillation import linear_jensen_shannon, linear_kl_divergence
 from jloss.heads.linear_cross_entropy import linear_cross_entropy, linear_log_probs
 from jloss.losses.classification import (
     binary_cross_entropy,
@@ -44,6 +45,7 @@ from jloss.losses.margin import (
     soft_margin,
     squared_hinge,
 )
+from jloss.losses.preference import cpo, dpo, kto, orpo, sequence_log_probs, simpo
 from jloss.losses.ranking import ranking_softmax
 from jloss.losses.regression import (
     gaussian_nll,
@@ -106,10 +108,12 @@ __all__ = [
     "checked",
     "cosine_distance",
     "cosine_embedding",
+    "cpo",
     "crammer_singer_hinge",
     "ctc",
     "data_mesh",
     "dice",
+    "dpo",
     "fit",
     "gaussian_nll",
     "generalized_cross_entropy",
@@ -120,8 +124,11 @@ __all__ = [
     "huber",
     "info_nce",
     "kl_divergence",
+    "kto",
     "learning_rate",
     "linear_cross_entropy",
+    "linear_jensen_shannon",
+    "linear_kl_divergence",
     "linear_log_probs",
     "log_cosh",
     "loss_landscape",
@@ -145,6 +152,7 @@ __all__ = [
     "ntxent",
     "one_hot",
     "optimizer",
+    "orpo",
     "per_example_grads",
     "perceptron",
     "pinball",
@@ -157,9 +165,11 @@ __all__ = [
     "replicate",
     "restore_checkpoint",
     "save_checkpoint",
+    "sequence_log_probs",
     "set_learning_rate",
     "shard_batch",
     "sigmoid_contrastive",
+    "simpo",
     "smooth_l1",
     "smooth_labels",
     "soft_margin",

@@ -948,6 +948,65 @@ def ref_ranking_softmax(s, r, valid=None):
 
 _ERR_KINKS = (0.0, 0.5, 1.0, 2.0)
 
+# ----------------------------------------------------------- preference losses
+# Sequence log-probabilities, elementwise over pairs; as TRL's DPOTrainer / ORPOTrainer /
+# CPOTrainer / KTOTrainer and the SimPO paper.
+
+
+def sigmoid(x):
+    return 1.0 / (1.0 + np.exp(-x))
+
+
+def ref_margin(u, beta, loss_type, s):
+    """TRL's DPOTrainer.dpo_loss per loss_type, on the margin u."""
+    if loss_type == "sigmoid":
+        return -(1 - s) * log_sigmoid(beta * u) - s * log_sigmoid(-beta * u)
+    if loss_type == "robust":
+        return (-(1 - s) * log_sigmoid(beta * u) + s * log_sigmoid(-beta * u)) / (1 - 2 * s)
+    if loss_type == "hinge":
+        return np.maximum(0.0, 1 - beta * u)
+    return (u - 1 / (2 * beta)) ** 2
+
+
+def ref_dpo(pc, pr, rc, rr, beta=0.1, loss_type="sigmoid", label_smoothing=0.0):
+    return ref_margin((pc - pr) - (rc - rr), beta, loss_type, label_smoothing)
+
+
+def ref_orpo(c, r, beta=0.1, chosen_nll=None):
+    log_odds = (c - np.log1p(-np.exp(c))) - (r - np.log1p(-np.exp(r)))
+    return -beta * log_sigmoid(log_odds) + (0.0 if chosen_nll is None else chosen_nll)
+
+
+def ref_simpo(c, r, beta=2.0, gamma=0.5, label_smoothing=0.0):
+    u = beta * (c - r) - gamma
+    return -(1 - label_smoothing) * log_sigmoid(u) - label_smoothing * log_sigmoid(-u)
+
+
+def ref_cpo(c, r, beta=0.1, loss_type="sigmoid", label_smoothing=0.0, alpha=1.0, chosen_nll=None):
+    return ref_margin(c - r, beta, loss_type, label_smoothing) + (
+        0.0 if chosen_nll is None else alpha * chosen_nll)
+
+
+def ref_kto(p, r, desirable, beta=0.1, policy_kl_logps=None, reference_kl_logps=None,
+            desirable_weight=1.0, undesirable_weight=1.0):
+    z0 = 0.0 if policy_kl_logps is None else max(np.mean(policy_kl_logps - reference_kl_logps), 0.0)
+    ratio = p - r
+    return np.where(desirable, desirable_weight * (1 - sigmoid(beta * (ratio - z0))),
+                    undesirable_weight * (1 - sigmoid(beta * (z0 - ratio))))
+
+
+def make_logps(low, high, count):
+    def make(rng, batch, opts):
+        return tuple(rng.uniform(low, high, (*tuple(batch), F)) for _ in range(count))
+    return make
+
+
+def make_kto(rng, batch, opts):
+    shape = (*tuple(batch), F)
+    return (rng.uniform(-12.0, -2.0, shape), rng.uniform(-12.0, -2.0, shape),
+            rng.integers(0, 2, shape))
+
+
 CASES = [
     LossCase("mean_squared_error", jloss.mean_squared_error, _err_inputs(_ERR_KINKS), ref_mse),
     LossCase("mean_absolute_error", jloss.mean_absolute_error, _err_inputs(_ERR_KINKS), ref_mae),
@@ -1094,6 +1153,17 @@ CASES = [
     LossCase("ranking_softmax", jloss.ranking_softmax, make_lists, ref_ranking_softmax,
              class_axis=True, axis_option=False, options=({}, {"valid": VALID}),
              grad_options=({"valid": VALID},)),
+    LossCase("dpo", jloss.dpo, make_logps(-30.0, -2.0, 4), ref_dpo, float_args=(0, 1, 2, 3),
+             diff_args=(0, 1, 2, 3),
+             options=({}, {"label_smoothing": 0.1}, {"loss_type": "ipo", "beta": 0.5},
+                      {"loss_type": "robust", "beta": 0.2, "label_smoothing": 0.2}),
+             grad_options=({"loss_type": "robust", "beta": 0.2, "label_smoothing": 0.2},)),
+    LossCase("orpo", jloss.orpo, make_logps(-3.0, -0.05, 2), ref_orpo, options=({}, {"beta": 1.0})),
+    LossCase("simpo", jloss.simpo, make_logps(-3.0, -0.1, 2), ref_simpo,
+             options=({}, {"gamma": 1.0, "label_smoothing": 0.1})),
+    LossCase("cpo", jloss.cpo, make_logps(-12.0, -2.0, 2), ref_cpo,
+             options=({}, {"loss_type": "ipo", "beta": 0.5})),
+    LossCase("kto", jloss.kto, make_kto, ref_kto, options=({}, {"beta": 0.5, "desirable_weight": 1.33})),
 ]
 
 BY_NAME = {c.name: c for c in CASES}
@@ -1148,5 +1218,7 @@ MORE_CLASSIFICATION = family("soft_margin", "perceptron", "crammer_singer_hinge"
                              "sparsemax_loss", "binary_sparsemax_loss", "poly_cross_entropy",
                              "generalized_cross_entropy", "generalized_kl_divergence")
 SEGMENTATION_RANKING = family("dice", "generalized_dice", "ranking_softmax")
+PREFERENCE = family("dpo", "orpo", "simpo", "cpo", "kto")
 assert sorted(c.name for c in REGRESSION + CLASSIFICATION + DIVERGENCE + SEQUENCE + CONTRASTIVE
-              + MORE_REGRESSION + EMBEDDING + MORE_CLASSIFICATION + SEGMENTATION_RANKING) == sorted(BY_NAME)
+              + MORE_REGRESSION + EMBEDDING + MORE_CLASSIFICATION + SEGMENTATION_RANKING
+              + PREFERENCE) == sorted(BY_NAME)

@@ -73,3 +73,14 @@ def test_ctc_benchmark_prints_its_table():
     rows = [line.split("|") for line in out.splitlines() if line.startswith("| 4 | 30 | 8 | 6 |")]
     assert len(rows) == 1, out
     assert float(rows[0][-3]) < 1e-3, out  # the loss differs from optax by round-off only
+
+
+def test_post_training_benchmark_rows():
+    import post_training
+    from linear_cross_entropy import QuietTimer
+
+    timer = QuietTimer(max_foreign=1e9, tries=1, max_wait=0)
+    rows = list(post_training.run((256, 32, 1024), (256, 32, 1024), rounds=1, timer=timer))
+    assert [r[0] for r in rows] == ["dpo(sequence_log_probs(linear_log_probs))", *post_training.DISTILL]
+    # a smoke run: the memory target is asserted at full size in tests/test_post_training_heads.py
+    assert all(mem_ratio > 0 and time_ratio > 0 for _, _, _, mem_ratio, time_ratio, _, _ in rows)

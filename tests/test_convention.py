@@ -250,11 +250,12 @@ def test_every_loss_is_in_the_registry():
     """A loss exported by jloss without a registry row fails here.
 
     ``linear_cross_entropy`` (hidden, weight, labels) has its own suite, tests/test_fused.py;
-    the activation ``sparsemax`` is tested in tests/test_more_losses.py and test_optax_anchors.py.
+    the activation ``sparsemax`` is tested in tests/test_more_losses.py and test_optax_anchors.py;
+    ``sequence_log_probs`` is a reduction of log-probabilities, not a loss (tests/test_preference.py).
     """
     exported = {n for n in jloss.__all__
                 if getattr(getattr(jloss, n), "__module__", "").startswith("jloss.losses.")
-                and n not in ("one_hot", "smooth_labels", "sparsemax")}
+                and n not in ("one_hot", "smooth_labels", "sparsemax", "sequence_log_probs")}
     assert exported == {c.name for c in CASES} | set(ALIASES)
     for alias, name in ALIASES.items():
         assert getattr(jloss, alias) is getattr(jloss, name)

@@ -23,6 +23,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_class_vector, label_mask, sparse_rows
 from jloss._core.reduce import reduce_loss
+from jloss.heads.options import axis_names, static_temperature
 from jloss.kernels.blocked_head import (
     Head,
     HeadConfig,
@@ -39,19 +40,14 @@ __all__ = ["default_block_size", "linear_cross_entropy", "linear_log_probs"]
 # ------------------------------------------------------------ placement on a mesh
 
 
-def _axes(axes):
-    """``batch_axes`` / ``vocab_axis`` as a tuple of axis names (empty for None)."""
-    if axes is None:
-        return ()
-    return (axes,) if isinstance(axes, str) else tuple(axes)
 
 
 def _placement(vocab_axis, batch_axes):
     """``None`` (no mesh), ``"manual"`` (inside ``shard_map``) or ``"mesh"`` (global arrays)."""
-    names = _axes(vocab_axis) + _axes(batch_axes)
+    names = axis_names(vocab_axis) + axis_names(batch_axes)
     if not names:
         return None
-    if len(_axes(vocab_axis)) > 1:
+    if len(axis_names(vocab_axis)) > 1:
         raise ValueError(f"vocab_axis must be one mesh axis name, got {vocab_axis!r}")
     mesh = jax.sharding.get_abstract_mesh()
     manual = [a for a in names if a in mesh.manual_axes]
@@ -72,7 +68,7 @@ def _sizes(placement, vocab_axis, batch_axes, num_rows, vocab):
         return num_rows, vocab, vocab
     shape = jax.sharding.get_abstract_mesh().shape
     m = shape[vocab_axis] if vocab_axis is not None else 1
-    b = math.prod(shape[a] for a in _axes(batch_axes))
+    b = math.prod(shape[a] for a in axis_names(batch_axes))
     if placement == "manual":
         return num_rows, vocab, vocab * m
     if vocab % m:
@@ -198,14 +194,10 @@ def _check_head(hidden, weight, labels, bias, class_weights, logit_softcap, temp
     else:
         block = min(checks.check_int("block_size", block_size, low=1), local_vocab)
     sizes = {"block": block, "rows": row_block_size(rows, block),
-             "vocab_axis": vocab_axis, "batch_axes": _axes(batch_axes) or None}
+             "vocab_axis": vocab_axis, "batch_axes": axis_names(batch_axes) or None}
     return cap, sizes, placement, global_vocab, loss_shape
 
 
-def _temperature(temperature):
-    """None when the temperature is statically 1 (no division)."""
-    t = checks.concrete(temperature)
-    return None if t is not None and t.ndim == 0 and float(t) == 1.0 else temperature
 
 
 def _run(placement, hidden, weight, bias, labels, class_weights, hypers, weights, where, static):
@@ -352,7 +344,7 @@ def linear_cross_entropy(hidden, weight, labels, *, bias=None, block_size=None,
     static = dict(sizes, ignore_index=ignore_index, smoothing_on=not checks.is_zero(label_smoothing),
                   stats_on=bool(return_stats), reduction=reduction)
     z_loss = None if checks.is_zero(z_loss) else z_loss  # no term at all: it cannot overflow to NaN
-    hypers = (label_smoothing, z_loss, _temperature(temperature), cap)
+    hypers = (label_smoothing, z_loss, static_temperature(temperature), cap)
     loss, stats = _run(placement, hidden, weight, bias, labels, class_weights, hypers, weights,
                        where, static)
     return (loss, stats) if return_stats else loss
@@ -419,6 +411,6 @@ def linear_log_probs(hidden, weight, labels, *, bias=None, temperature=1.0, logi
         batch_axes)
     checks.check_class_labels(labels, vocab, None)
     static = dict(sizes, ignore_index=None, smoothing_on=False, stats_on=False, reduction="none")
-    hypers = (0.0, None, _temperature(temperature), cap)
+    hypers = (0.0, None, static_temperature(temperature), cap)
     loss, _ = _run(placement, hidden, weight, bias, labels, None, hypers, None, None, static)
     return -loss

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 
 from jloss._core.dtypes import compute_dtype
 from jloss.kernels.common import (
+    for_each_block,
     int_cotangent,
     softmax_rel,
     vary_together,
@@ -94,22 +95,6 @@ class HeadConfig(NamedTuple):
 
 
 # ------------------------------------------------------------ iteration
-
-
-def _for_each_block(total, size, body, carry):
-    """``carry = body(carry, start, length)`` over ``[0, total)`` in pieces of ``size``.
-
-    Full pieces run in a ``fori_loop`` with a traced ``start`` and a static
-    ``length``; the ``total % size`` remainder is one piece with a static start.
-    """
-    full, rest = divmod(total, size)
-    if full == 1:
-        carry = body(carry, 0, size)
-    elif full > 1:
-        carry = jax.lax.fori_loop(0, full, lambda j, c: body(c, j * size, size), carry)
-    if rest:
-        carry = body(carry, full * size, rest)
-    return carry
 
 
 def _scan_rows(fn, carry, rows, *arrays):
@@ -313,7 +298,7 @@ def _fwd(cfg, hidden, head, labels, smoothing, z_loss):
             return _combine(p, _block_stats(cfg, x, y - start, w_c, offset + start))
 
         init = _varying_like(_empty(cfg, h.shape[0], dtype), h, head.weight)
-        return carry, _for_each_block(local_vocab, cfg.block, body, init)
+        return carry, for_each_block(local_vocab, cfg.block, body, init)
 
     _, p = _scan_rows(chunk, None, cfg.rows, hidden, labels - offset)
     if cfg.vocab_axis is not None:
@@ -373,7 +358,7 @@ def _bwd(cfg, res, cotangents):
             return dhidden, dweight, dbias
 
         init = (_varying_like(jnp.zeros((h.shape[0], weight.shape[0]), dtype), h, weight), *carry)
-        dhidden, dweight, dbias = _for_each_block(weight.shape[1], cfg.block, body, init)
+        dhidden, dweight, dbias = for_each_block(weight.shape[1], cfg.block, body, init)
         return (dweight, dbias), dhidden
 
     # mesh axes the tokens are sharded over but the weight is not (data parallelism): each

@@ -196,3 +196,22 @@ def vary_together(*xs):
         return pcast(x, missing, to="varying") if pcast else jax.lax.pvary(x, missing)
 
     return tuple(vary(x) for x in xs)
+
+
+# ------------------------------------------------------ blocked loops
+
+
+def for_each_block(total, size, body, carry):
+    """``carry = body(carry, start, length)`` over ``[0, total)`` in pieces of ``size``.
+
+    Full pieces run in a ``fori_loop`` (traced ``start``, static ``length``);
+    the ``total % size`` remainder is one more piece with a static start.
+    """
+    full, rest = divmod(total, size)
+    if full == 1:
+        carry = body(carry, 0, size)
+    elif full > 1:
+        carry = jax.lax.fori_loop(0, full, lambda j, c: body(c, j * size, size), carry)
+    if rest:
+        carry = body(carry, full * size, rest)
+    return carry
