@@ -581,18 +581,18 @@ def poly_cross_entropy(logits, targets, *, epsilon=2.0, axis=-1, label_smoothing
     checks.check_nonnegative("targets", jnp.moveaxis(jnp.asarray(targets), axis, -1),
                              loss_mask(where, loss_shape))
     return _poly(logits, targets, epsilon, label_smoothing, weights, where, axis=axis,
-                 reduction=reduction)
+                 reduction=reduction, smoothing_on=not checks.is_zero(label_smoothing))
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "reduction"))
-def _poly(logits, targets, epsilon, smoothing, weights, where, *, axis, reduction):
+@functools.partial(jax.jit, static_argnames=("axis", "reduction", "smoothing_on"))
+def _poly(logits, targets, epsilon, smoothing, weights, where, *, axis, reduction, smoothing_on):
     epsilon, smoothing = _constant(epsilon, smoothing)
     loss_shape, mask, row_mask = row_masks(logits.shape, axis, where)
     x = fill_masked(to_rows(logits, axis), row_mask, 0)
     t = fill_masked(to_rows(targets, axis), row_mask, 0)
     smoothing = jnp.asarray(smoothing)
     dtype = compute_dtype(x, t)
-    ce = dense_softmax_ce(x, t, smoothing, None, jnp.zeros((), dtype))
+    ce = dense_softmax_ce(smoothing_on, x, t, smoothing, None, None)
     smoothed = smooth_labels(t.astype(dtype), smoothing)
     p = jax.nn.softmax(x.astype(dtype), axis=-1)
     loss = ce + epsilon * jnp.sum(smoothed * (1 - p), axis=-1)
