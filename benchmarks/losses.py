@@ -134,9 +134,9 @@ def _positive(k, n, c, dtype):
 
 
 def _groups(k, n, c, dtype):
-    """(N, D) embeddings in pairs of two views (labels 0, 0, 1, 1, ...); N is capped at 512,
+    """(N, D) embeddings in pairs of two views (labels 0, 0, 1, 1, ...); N is capped at 256,
     since optax's ``ntxent`` builds (N, N, N) arrays (128 GiB at N = 4096)."""
-    n = min(n, 512)
+    n = min(n, 256)
     return jax.random.normal(k, (n, c)).astype(dtype), jnp.arange(n) // 2
 
 
