@@ -301,6 +301,11 @@ class Case:
     torch: Optional[Callable] = None
 
 
+def _o(name):
+    """The mean of optax's ``optax.losses.<name>``."""
+    return lambda *a: getattr(optax.losses, name)(*a).mean()
+
+
 def _t(name):
     """A PyTorch ``F.<name>`` mean loss, or None without torch."""
     return None if torch is None else (lambda *a, **kw: getattr(F, name)(*a, **kw))
@@ -369,30 +374,25 @@ CASES = [
          "jnp", _jnp_sigmoid_contrastive),
     Case("soft_margin", _signs, jloss.soft_margin,
          "jnp", lambda s, y: jax.nn.softplus(-y * s).mean(), _t("soft_margin_loss")),
-    Case("perceptron", _signs, jloss.perceptron,
-         "optax", lambda s, y: optax.losses.perceptron_loss(s, y).mean()),
-    Case("crammer_singer_hinge", _sparse, jloss.crammer_singer_hinge,
-         "optax", lambda s, y: optax.losses.multiclass_hinge_loss(s, y).mean()),
-    Case("multiclass_perceptron", _sparse, jloss.multiclass_perceptron,
-         "optax", lambda s, y: optax.losses.multiclass_perceptron_loss(s, y).mean()),
+    Case("perceptron", _signs, jloss.perceptron, "optax", _o("perceptron_loss")),
+    Case("crammer_singer_hinge", _sparse, jloss.crammer_singer_hinge, "optax", _o("multiclass_hinge_loss")),
+    Case("multiclass_perceptron", _sparse, jloss.multiclass_perceptron, "optax",
+         _o("multiclass_perceptron_loss")),
     Case("multilabel_margin", _multilabel_indices, jloss.multilabel_margin,
          "jnp", _jnp_multilabel_margin, _t("multilabel_margin_loss")),
     Case("multilabel_soft_margin", _binary, jloss.multilabel_soft_margin,
          "jnp", _jnp_multilabel_soft_margin, _t("multilabel_soft_margin_loss")),
     Case("sparsemax_loss", _sparse, jloss.sparsemax_loss,
          "optax", lambda x, y: optax.losses.multiclass_sparsemax_loss(_f32(x), y).mean()),  # no bf16
-    Case("binary_sparsemax_loss", _binary, jloss.binary_sparsemax_loss,
-         "optax", lambda x, y: optax.losses.sparsemax_loss(x, y).mean()),
-    Case("poly_cross_entropy", _dense, jloss.poly_cross_entropy,
-         "optax", lambda x, t: optax.losses.poly_loss_cross_entropy(x, t).mean()),
+    Case("binary_sparsemax_loss", _binary, jloss.binary_sparsemax_loss, "optax", _o("sparsemax_loss")),
+    Case("poly_cross_entropy", _dense, jloss.poly_cross_entropy, "optax", _o("poly_loss_cross_entropy")),
     Case("generalized_cross_entropy", _sparse, jloss.generalized_cross_entropy,
          "jnp", _jnp_generalized_ce),
-    Case("generalized_kl_divergence", _measures, jloss.generalized_kl_divergence,
-         "optax", lambda x, t: optax.losses.generalized_kl_divergence(x, t).mean()),
-    Case("dice", _segmentation, jloss.dice,
-         "optax", lambda x, t: optax.losses.dice_loss(x, t).mean()),
-    Case("generalized_dice", _segmentation, jloss.generalized_dice,
-         "optax", lambda x, t: optax.losses.multiclass_generalized_dice_loss(x, t).mean()),
+    Case("generalized_kl_divergence", _measures, jloss.generalized_kl_divergence, "optax",
+         _o("generalized_kl_divergence")),
+    Case("dice", _segmentation, jloss.dice, "optax", _o("dice_loss")),
+    Case("generalized_dice", _segmentation, jloss.generalized_dice, "optax",
+         _o("multiclass_generalized_dice_loss")),
     Case("ranking_softmax", _lists, jloss.ranking_softmax,
          "optax", lambda s, r: optax.losses.ranking_softmax_loss(s, r)),
     Case("ctc", _ctc, jloss.ctc, "optax", _optax_ctc, None if torch is None else _torch_ctc),
