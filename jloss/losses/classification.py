@@ -581,11 +581,12 @@ def poly_cross_entropy(logits, targets, *, epsilon=2.0, axis=-1, label_smoothing
     checks.check_nonnegative("targets", jnp.moveaxis(jnp.asarray(targets), axis, -1),
                              loss_mask(where, loss_shape))
     return _poly(logits, targets, epsilon, label_smoothing, weights, where, axis=axis,
-                 reduction=reduction, smoothing_on=not checks.is_zero(label_smoothing))
+                 smoothing_on=not checks.is_zero(label_smoothing),
+                 reduction=reduction)
 
 
-@functools.partial(jax.jit, static_argnames=("axis", "reduction", "smoothing_on"))
-def _poly(logits, targets, epsilon, smoothing, weights, where, *, axis, reduction, smoothing_on):
+@functools.partial(jax.jit, static_argnames=("axis", "smoothing_on", "reduction"))
+def _poly(logits, targets, epsilon, smoothing, weights, where, *, axis, smoothing_on, reduction):
     epsilon, smoothing = _constant(epsilon, smoothing)
     loss_shape, mask, row_mask = row_masks(logits.shape, axis, where)
     x = fill_masked(to_rows(logits, axis), row_mask, 0)
