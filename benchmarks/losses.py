@@ -98,6 +98,90 @@ def _head(k, n, c, dtype):
             (jax.random.normal(k2, (d, c)) / 16).astype(dtype), jax.random.randint(k3, (n,), 0, c))
 
 
+def _pairs(k, n, c, dtype):
+    """(N, D) partner vectors that correlate (contrastive and cosine losses)."""
+    k1, k2 = jax.random.split(k)
+    x = jax.random.normal(k1, (n, c))
+    return x.astype(dtype), (0.7 * x + jax.random.normal(k2, (n, c))).astype(dtype)
+
+
+def _cosine_pairs(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (*_pairs(k1, n, c, dtype), (2 * jax.random.bernoulli(k2, 0.5, (n,)) - 1).astype(jnp.int32))
+
+
+def _triplets(k, n, c, dtype):
+    """Anchors and two partners that correlate alike: about half the triplets count."""
+    k1, k2 = jax.random.split(k)
+    anchors, positives = _pairs(k1, n, c, dtype)
+    return anchors, positives, (0.7 * _f32(anchors) + jax.random.normal(k2, (n, c))).astype(dtype)
+
+
+def _ranking_pairs(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (*_pairs(k1, n, c, dtype), _signs(k2, n, c, dtype)[1])
+
+
+def _distances(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return jax.random.uniform(k1, (n, c), maxval=2.0).astype(dtype), _signs(k2, n, c, dtype)[1]
+
+
+def _positive(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (jax.random.uniform(k1, (n, c), minval=0.05, maxval=3.0).astype(dtype),
+            jax.random.uniform(k2, (n, c), minval=0.05, maxval=3.0).astype(dtype))
+
+
+def _groups(k, n, c, dtype):
+    """(N, D) embeddings in pairs of two views (labels 0, 0, 1, 1, ...); N is capped at 256,
+    since optax's ``ntxent`` builds (N, N, N) arrays (128 GiB at N = 4096)."""
+    n = min(n, 256)
+    return jax.random.normal(k, (n, c)).astype(dtype), jnp.arange(n) // 2
+
+
+def _measures(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return ((0.7 * jax.random.normal(k1, (n, c))).astype(dtype),
+            jax.random.uniform(k2, (n, c), minval=0.1, maxval=2.0).astype(dtype))
+
+
+def _multilabel_indices(k, n, c, dtype):
+    """Scores and 4 target classes per row, then -1 padding; C is capped at 128, since the
+    loss compares every target with every class: (N, C, C) in jloss and the jnp peer."""
+    c = min(c, 128)
+    k1, k2 = jax.random.split(k)
+    targets = jax.vmap(lambda r: jax.random.permutation(r, c)[:4])(jax.random.split(k2, n))
+    labels = jnp.full((n, c), -1, jnp.int32).at[:, :4].set(targets)
+    return jax.random.normal(k1, (n, c)).astype(dtype), labels
+
+
+def _segmentation(k, n, c, dtype):
+    """(B, pixels, C) logits and one-hot masks, B = 8."""
+    k1, k2 = jax.random.split(k)
+    logits = (1.5 * jax.random.normal(k1, (8, n // 8, c))).astype(dtype)
+    return logits, jax.nn.one_hot(jax.random.randint(k2, (8, n // 8), 0, c), c, dtype=dtype)
+
+
+def _lists(k, n, c, dtype):
+    """N lists of C items, graded relevance 0-3."""
+    k1, k2 = jax.random.split(k)
+    return (jax.random.normal(k1, (n, c)).astype(dtype),
+            jax.random.randint(k2, (n, c), 0, 4).astype(dtype))
+
+
+CTC_LABELS = 20
+
+
+def _ctc(k, n, c, dtype):
+    """(B, T, K) logits and (B, S) labels, B = N / 128, T = K = 128, S = 20 (full size);
+    benchmarks/ctc.py has the dedicated CTC comparison."""
+    b, t = max(n // 128, 2), min(c, 128)
+    k1, k2 = jax.random.split(k)
+    labels = jax.random.randint(k2, (b, CTC_LABELS), 1, t)
+    return jax.random.normal(k1, (b, t, t)).astype(dtype), labels
+
+
 # ------------------------------------------------------- plain jnp formulas
 
 
@@ -140,6 +224,62 @@ def _jnp_linear_ce(h, w, y):
     return optax.losses.softmax_cross_entropy_with_integer_labels(_f32(h @ w), y).mean()
 
 
+def _unit(x):
+    x = _f32(x)
+    return x / jnp.maximum(jnp.linalg.norm(x, axis=-1, keepdims=True), 1e-8)
+
+
+def _jnp_cosine_embedding(a, b, y, margin=0.0):
+    cos = jnp.sum(_unit(a) * _unit(b), axis=-1)
+    return jnp.where(y == 1, 1 - cos, jnp.maximum(0, cos - margin)).mean()
+
+
+def _jnp_info_nce(q, k, temperature=0.07):
+    logits = _unit(q) @ _unit(k).T / temperature
+    return optax.losses.softmax_cross_entropy_with_integer_labels(logits, jnp.arange(len(q))).mean()
+
+
+def _jnp_sigmoid_contrastive(x, y, temperature=10.0, bias=-10.0):
+    z = 2 * jnp.eye(len(x)) - 1
+    return -jax.nn.log_sigmoid(z * (temperature * _unit(x) @ _unit(y).T + bias)).sum(-1).mean()
+
+
+def _jnp_mape(p, t):
+    return (100 * jnp.abs(p - t) / jnp.maximum(jnp.abs(t), 1e-7)).mean()
+
+
+def _jnp_msle(p, t):
+    return ((jnp.log1p(jnp.maximum(p, 1e-7)) - jnp.log1p(jnp.maximum(t, 1e-7))) ** 2).mean()
+
+
+def _jnp_multilabel_margin(s, y):
+    c = s.shape[-1]
+    listed = jnp.cumprod(y != -1, axis=-1).astype(bool)
+    is_target = jnp.any(listed[..., None] & (y[..., None] == jnp.arange(c)), axis=-2)
+    pair = is_target[:, :, None] & ~is_target[:, None, :]
+    return jnp.where(pair, jnp.maximum(0, 1 - s[:, :, None] + s[:, None, :]), 0).sum((1, 2)).mean() / c
+
+
+def _jnp_multilabel_soft_margin(x, y):
+    return -(y * jax.nn.log_sigmoid(x) + (1 - y) * jax.nn.log_sigmoid(-x)).mean()
+
+
+def _jnp_generalized_ce(x, y, q=0.5):
+    logp_y = jnp.take_along_axis(jax.nn.log_softmax(_f32(x), axis=-1), y[:, None], -1)[:, 0]
+    return (-jnp.expm1(q * logp_y) / q).mean()
+
+
+def _optax_ctc(x, y):
+    zeros = jnp.zeros(x.shape[:2]), jnp.zeros(y.shape)
+    return (optax.losses.ctc_loss(x, zeros[0], y, zeros[1]) / y.shape[1]).mean()
+
+
+def _torch_ctc(x, y):
+    b, t, _ = x.shape
+    return F.ctc_loss(x.log_softmax(-1).transpose(0, 1), y, torch.full((b,), t),
+                      torch.full((b,), y.shape[1]))
+
+
 # ---------------------------------------------------------------- the table
 
 
@@ -159,6 +299,11 @@ class Case:
     peer_name: str
     peer: Callable
     torch: Optional[Callable] = None
+
+
+def _o(name):
+    """The mean of optax's ``optax.losses.<name>``."""
+    return lambda *a: getattr(optax.losses, name)(*a).mean()
 
 
 def _t(name):
@@ -205,6 +350,52 @@ CASES = [
     Case("multiclass_hinge", _sparse, jloss.multiclass_hinge, "jnp", _jnp_multiclass_hinge,
          _t("multi_margin_loss")),
     Case("linear_cross_entropy", _head, jloss.linear_cross_entropy, "jnp", _jnp_linear_ce),
+    Case("mean_absolute_percentage_error", _regression, jloss.mean_absolute_percentage_error,
+         "jnp", _jnp_mape),
+    Case("mean_squared_logarithmic_error", _positive, jloss.mean_squared_logarithmic_error,
+         "jnp", _jnp_msle),
+    Case("cosine_distance", _pairs, jloss.cosine_distance,
+         "optax", lambda p, t: optax.losses.cosine_distance(p, t, epsilon=1e-8).mean()),
+    Case("cosine_embedding", _cosine_pairs, jloss.cosine_embedding, "jnp", _jnp_cosine_embedding,
+         _t("cosine_embedding_loss")),
+    Case("triplet_margin", _triplets, jloss.triplet_margin,
+         "optax", lambda a, p, n: optax.losses.triplet_margin_loss(a, p, n).mean(),
+         _t("triplet_margin_loss")),
+    Case("margin_ranking", _ranking_pairs, jloss.margin_ranking,
+         "jnp", lambda a, b, y: jnp.maximum(0, -y * (a - b)).mean(), _t("margin_ranking_loss")),
+    Case("hinge_embedding", _distances, jloss.hinge_embedding,
+         "jnp", lambda x, y: jnp.where(y == 1, x, jnp.maximum(0, 1 - x)).mean(),
+         _t("hinge_embedding_loss")),
+    Case("ntxent", _groups, jloss.ntxent,
+         "optax", lambda e, y: optax.losses.ntxent(e, y, temperature=0.07)),
+    Case("info_nce", _pairs, jloss.info_nce, "jnp", _jnp_info_nce),
+    Case("sigmoid_contrastive", _pairs,
+         lambda x, y: jloss.sigmoid_contrastive(x, y, temperature=10.0, bias=-10.0),
+         "jnp", _jnp_sigmoid_contrastive),
+    Case("soft_margin", _signs, jloss.soft_margin,
+         "jnp", lambda s, y: jax.nn.softplus(-y * s).mean(), _t("soft_margin_loss")),
+    Case("perceptron", _signs, jloss.perceptron, "optax", _o("perceptron_loss")),
+    Case("crammer_singer_hinge", _sparse, jloss.crammer_singer_hinge, "optax", _o("multiclass_hinge_loss")),
+    Case("multiclass_perceptron", _sparse, jloss.multiclass_perceptron, "optax",
+         _o("multiclass_perceptron_loss")),
+    Case("multilabel_margin", _multilabel_indices, jloss.multilabel_margin,
+         "jnp", _jnp_multilabel_margin, _t("multilabel_margin_loss")),
+    Case("multilabel_soft_margin", _binary, jloss.multilabel_soft_margin,
+         "jnp", _jnp_multilabel_soft_margin, _t("multilabel_soft_margin_loss")),
+    Case("sparsemax_loss", _sparse, jloss.sparsemax_loss,
+         "optax", lambda x, y: optax.losses.multiclass_sparsemax_loss(_f32(x), y).mean()),  # no bf16
+    Case("binary_sparsemax_loss", _binary, jloss.binary_sparsemax_loss, "optax", _o("sparsemax_loss")),
+    Case("poly_cross_entropy", _dense, jloss.poly_cross_entropy, "optax", _o("poly_loss_cross_entropy")),
+    Case("generalized_cross_entropy", _sparse, jloss.generalized_cross_entropy,
+         "jnp", _jnp_generalized_ce),
+    Case("generalized_kl_divergence", _measures, jloss.generalized_kl_divergence, "optax",
+         _o("generalized_kl_divergence")),
+    Case("dice", _segmentation, jloss.dice, "optax", _o("dice_loss")),
+    Case("generalized_dice", _segmentation, jloss.generalized_dice, "optax",
+         _o("multiclass_generalized_dice_loss")),
+    Case("ranking_softmax", _lists, jloss.ranking_softmax,
+         "optax", lambda s, r: optax.losses.ranking_softmax_loss(s, r)),
+    Case("ctc", _ctc, jloss.ctc, "optax", _optax_ctc, None if torch is None else _torch_ctc),
 ]
 
 SIZES = {"full": (4096, 1024), "quick": (64, 128)}

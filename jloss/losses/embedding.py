@@ -22,9 +22,20 @@ from jloss._core.layout import class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 
+def _inv_norm(x, eps, keepdims=False):
+    """``1 / max(||x||, eps)`` along the last axis, with a finite gradient at ``x = 0``."""
+    return jax.lax.rsqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=keepdims), eps * eps))
+
+
 def _unit(x, eps):
-    """``x / max(||x||, eps)`` along the last axis, with a finite gradient at ``x = 0``."""
-    return x / jnp.sqrt(jnp.maximum(jnp.sum(x * x, axis=-1, keepdims=True), eps * eps))
+    """``x / max(||x||, eps)`` along the last axis."""
+    return x * _inv_norm(x, eps, keepdims=True)
+
+
+def _cosine(a, b, eps):
+    """``a . b / (max(||a||, eps) max(||b||, eps))`` along the last axis, from per-row sums
+    (no normalised (N, D) copies in the forward or the backward)."""
+    return jnp.sum(a * b, axis=-1) * _inv_norm(a, eps) * _inv_norm(b, eps)
 
 
 def _vector_rows(where, dtype, *arrays, axis):
@@ -93,7 +104,7 @@ def cosine_distance(predictions, targets, *, axis=-1, eps=1e-8, weights=None, wh
 def _cosine_distance(predictions, targets, eps, weights, where, *, axis, reduction):
     loss_shape, mask, (p, t) = _vector_rows(where, compute_dtype(predictions, targets), predictions,
                                             targets, axis=axis)
-    cos = jnp.sum(_unit(p, eps) * _unit(t, eps), axis=-1)
+    cos = _cosine(p, t, eps)
     return reduce_loss((1 - cos).reshape(loss_shape), mask, weights, reduction)
 
 
@@ -148,7 +159,7 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, axis=-1, eps=1e-8, weights=N
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _cosine_embedding(x1, x2, labels, margin, eps, weights, where, *, axis, reduction):
     loss_shape, mask, (a, b) = _vector_rows(where, compute_dtype(x1, x2), x1, x2, axis=axis)
-    cos = jnp.sum(_unit(a, eps) * _unit(b, eps), axis=-1).reshape(loss_shape)
+    cos = _cosine(a, b, eps).reshape(loss_shape)
     y = fill_masked(jnp.asarray(labels), mask, 1)
     loss = jnp.where(y == 1, 1 - cos, jnp.maximum(0, cos - margin))
     return reduce_loss(loss, mask, weights, reduction)

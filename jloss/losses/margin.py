@@ -329,13 +329,17 @@ def _sparse_margin_checks(scores, labels, axis, weights, where, reduction):
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _best_other(scores, labels, margin, weights, where, *, axis, reduction):
-    """``max(0, margin + max_{j != y} s_j - s_y)`` per example."""
+    """``max(0, margin + max_{j != y} s_j - s_y)`` per example; ``margin`` None: 0, the
+    perceptron's ``max_j s_j - s_y`` (the label's own term is 0, so no label mask)."""
     x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
     x = x.astype(compute_dtype(x))
     own = jnp.take_along_axis(x, y[:, None], -1)[:, 0]
-    is_label = jnp.arange(x.shape[-1])[None, :] == y[:, None]
-    other = jnp.max(jnp.where(is_label, -jnp.inf, x), axis=-1)
-    loss = jnp.maximum(0, margin + other - own)
+    if margin is None:
+        loss = jnp.max(x, axis=-1) - own
+    else:
+        is_label = jnp.arange(x.shape[-1])[None, :] == y[:, None]
+        other = jnp.max(jnp.where(is_label, -jnp.inf, x), axis=-1)
+        loss = jnp.maximum(0, margin + other - own)
     loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)
 
@@ -417,7 +421,7 @@ def multiclass_perceptron(scores, labels, *, axis=-1, weights=None, where=None,
       optax ``multiclass_perceptron_loss``.
     """
     axis = _sparse_margin_checks(scores, labels, axis, weights, where, reduction)
-    return _best_other(scores, labels, 0.0, weights, where, axis=axis, reduction=reduction)
+    return _best_other(scores, labels, None, weights, where, axis=axis, reduction=reduction)
 
 
 # ----------------------------------------------------- several labels per example
