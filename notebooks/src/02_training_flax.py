@@ -8,7 +8,8 @@
 # 2. per-example gradients with `jax.vmap` (`jloss.per_example_grads`), and DP-SGD;
 # 3. data parallel over 4 devices with `jax.pmap`;
 # 4. data parallel over a device mesh (`jax.jit` with shardings), JAX's main path;
-# 5. checkpoint and resume with orbax.
+# 5. checkpoint and resume with orbax;
+# 6. a Flax NNX model with state (BatchNorm, Dropout).
 #
 # The first cell asks XLA for 4 CPU devices. That must happen **before jax is imported**,
 # so run the notebook from the top (after a restart if jax was already imported).
@@ -29,6 +30,7 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
+from flax import nnx
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
@@ -254,3 +256,57 @@ print(f"step {int(resumed.step)}: largest difference from the uninterrupted run 
 #
 # state, history = jloss.fit(state, train_step, train_data, epochs=8, batch_size=64, on_epoch_end=save)
 # ```
+# %% [markdown]
+# ## 6. A model with state: Flax NNX with BatchNorm and Dropout
+#
+# BatchNorm's running statistics and Dropout's random stream are state that is not trained.
+# `nnx.split(model, nnx.Param, ...)` separates the trained `nnx.Param`s from the rest; give
+# the rest to `TrainState.create` as `model_state`, with an `rng` seed. The step then calls
+# `loss_fn(params, batch, model_state, rng)` with a fresh key every step (for dropout), and
+# expects `(loss, new_model_state)` back (`(loss, (new_model_state, metrics))` with
+# `has_aux=True`). `fit` passes `model_state` to `eval_fn` as its last argument.
+# %%
+class NNXNet(nnx.Module):
+    def __init__(self, rngs):
+        self.dense = nnx.Linear(64, 128, rngs=rngs)
+        self.norm = nnx.BatchNorm(128, rngs=rngs)
+        self.drop = nnx.Dropout(0.2, rngs=rngs)
+        self.out = nnx.Linear(128, 10, rngs=rngs)
+
+    def __call__(self, x, rngs=None):  # rngs: the step's key, for dropout
+        return self.out(self.drop(jax.nn.relu(self.norm(self.dense(x))), rngs=rngs))
+
+
+graphdef, nnx_params, rest = nnx.split(NNXNet(nnx.Rngs(0)), nnx.Param, ...)
+
+
+def nnx_loss_fn(params, batch, model_state, rng):
+    model = nnx.merge(graphdef, params, model_state, copy=True)  # training mode: batch statistics, dropout
+    logits = model(batch["x"], rngs=rng)
+    loss = jloss.sparse_categorical_cross_entropy(logits, batch["y"])
+    new_model_state = nnx.split(model, nnx.Param, ...)[2]  # the updated running statistics
+    return loss, (new_model_state, {"accuracy": jloss.metrics.accuracy(logits, batch["y"])})
+
+
+def nnx_eval_fn(params, batch, model_state):
+    model = nnx.merge(graphdef, params, model_state, copy=True)
+    model.eval()  # running statistics, no dropout
+    return {"accuracy": jloss.metrics.accuracy(model(batch["x"]), batch["y"])}
+
+
+NNX_EPOCHS = 4
+nnx_state = jloss.TrainState.create(params=nnx_params, tx=jloss.optimizer("adam", 3e-3),
+                                    model_state=rest, rng=0)
+nnx_state, nnx_history = jloss.fit(nnx_state, jloss.make_train_step(nnx_loss_fn, has_aux=True), train_data,
+                                   epochs=NNX_EPOCHS, batch_size=BATCH, key=0, eval_data=test_data,
+                                   eval_fn=nnx_eval_fn, progress=False)
+print("val accuracy per epoch:", [round(r["val_accuracy"], 3) for r in nnx_history.epochs])
+
+# %% [markdown]
+# After training, merge the parameters with the trained batch statistics into a module and
+# switch it to evaluation mode:
+# %%
+trained = nnx.merge(graphdef, nnx_state.params, nnx_state.model_state)
+trained.eval()
+logits = trained(jnp.asarray(x_test))
+print(f"NNX test accuracy {float(jloss.metrics.accuracy(logits, y_test)):.3f}")
