@@ -173,6 +173,21 @@ def _lists(k, n, c, dtype):
 CTC_LABELS = 20
 
 
+def _logps(k, n, c, dtype, count=2):
+    """``count`` arrays of sequence log-probabilities (negative), one per element of (n, c)."""
+    return tuple((-3.0 * jax.random.uniform(key, (n, c)) - 0.05).astype(dtype)
+                 for key in jax.random.split(k, count))
+
+
+def _preference_pairs(k, n, c, dtype):
+    return _logps(k, n, c, dtype, 4)
+
+
+def _kto_inputs(k, n, c, dtype):
+    k1, k2 = jax.random.split(k)
+    return (*_logps(k1, n, c, dtype), jax.random.bernoulli(k2, 0.5, (n, c)))
+
+
 def _ctc(k, n, c, dtype):
     """(B, T, K) logits and (B, S) labels, B = N / 128, T = K = 128, S = 20 (full size);
     benchmarks/ctc.py has the dedicated CTC comparison."""
@@ -267,6 +282,32 @@ def _jnp_multilabel_soft_margin(x, y):
 def _jnp_generalized_ce(x, y, q=0.5):
     logp_y = jnp.take_along_axis(jax.nn.log_softmax(_f32(x), axis=-1), y[:, None], -1)[:, 0]
     return (-jnp.expm1(q * logp_y) / q).mean()
+
+
+def _jnp_dpo(pc, pr, rc, rr, beta=0.1):
+    return -jax.nn.log_sigmoid(beta * ((_f32(pc) - _f32(rc)) - (_f32(pr) - _f32(rr)))).mean()
+
+
+def _log_odds(logp):
+    return logp - jnp.log(-jnp.expm1(logp))
+
+
+def _jnp_orpo(c, r, beta=0.1):
+    return (-beta * jax.nn.log_sigmoid(_log_odds(_f32(c)) - _log_odds(_f32(r)))).mean()
+
+
+def _jnp_simpo(c, r, beta=2.0, gamma=0.5):
+    return -jax.nn.log_sigmoid(beta * (_f32(c) - _f32(r)) - gamma).mean()
+
+
+def _jnp_cpo(c, r, beta=0.1):
+    return -jax.nn.log_sigmoid(beta * (_f32(c) - _f32(r))).mean()
+
+
+def _jnp_kto(p, r, desirable, beta=0.1):
+    reward = _f32(p) - _f32(r)
+    return jnp.where(desirable, 1 - jax.nn.sigmoid(beta * reward),
+                     1 - jax.nn.sigmoid(-beta * reward)).mean()
 
 
 def _optax_ctc(x, y):
@@ -396,6 +437,11 @@ CASES = [
     Case("ranking_softmax", _lists, jloss.ranking_softmax,
          "optax", lambda s, r: optax.losses.ranking_softmax_loss(s, r)),
     Case("ctc", _ctc, jloss.ctc, "optax", _optax_ctc, None if torch is None else _torch_ctc),
+    Case("dpo", _preference_pairs, jloss.dpo, "jnp", _jnp_dpo),
+    Case("orpo", _logps, jloss.orpo, "jnp", _jnp_orpo),
+    Case("simpo", _logps, jloss.simpo, "jnp", _jnp_simpo),
+    Case("cpo", _logps, jloss.cpo, "jnp", _jnp_cpo),
+    Case("kto", _kto_inputs, jloss.kto, "jnp", _jnp_kto),
 ]
 
 SIZES = {"full": (4096, 1024), "quick": (64, 128)}

@@ -51,11 +51,11 @@ def _margin_loss(logits, beta, loss_type, label_smoothing):
     * ``"ipo"``: ``(u - 1 / (2 β))^2`` (IPO).
     """
     z = beta * logits
+    # log σ(-z) = log σ(z) - z: one log-sigmoid serves both terms
     if loss_type == "sigmoid":
-        return -(1 - label_smoothing) * jax.nn.log_sigmoid(z) - label_smoothing * jax.nn.log_sigmoid(-z)
+        return label_smoothing * z - jax.nn.log_sigmoid(z)
     if loss_type == "robust":
-        return ((-(1 - label_smoothing) * jax.nn.log_sigmoid(z)
-                 + label_smoothing * jax.nn.log_sigmoid(-z)) / (1 - 2 * label_smoothing))
+        return -jax.nn.log_sigmoid(z) - label_smoothing * z / (1 - 2 * label_smoothing)
     if loss_type == "hinge":
         return jax.nn.relu(1 - z)
     return (logits - 1 / (2 * beta)) ** 2
@@ -383,9 +383,8 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
     desirable = jnp.asarray(desirable)
     if desirable.dtype != jnp.bool_:
         checks.check_integer(desirable=desirable)
-        checks.check_values(lambda d, m=None: (d != 0) & (d != 1) & (True if m is None else m),
-                            "desirable must be boolean or 0 / 1",
-                            **({"d": desirable} if mask is None else {"d": desirable, "m": mask}))
+        checks.check_values(desirable, lambda d, xp: (d != 0) & (d != 1),
+                            "desirable must be boolean or 0 / 1", mask)
         desirable = desirable == 1
     if (policy_kl_logps is None) != (reference_kl_logps is None):
         raise ValueError("policy_kl_logps and reference_kl_logps must be given together (or neither)")
