@@ -14,13 +14,12 @@ from jloss._core.checks import InputWarning, LossInputError, checked
 from jloss.analysis import loss_landscape
 from jloss.heads.distillation import linear_jensen_shannon, linear_kl_divergence
 from jloss.heads.linear_cross_entropy import linear_cross_entropy, linear_log_probs
+from jloss.losses.ce_variants import generalized_cross_entropy, poly_cross_entropy
 from jloss.losses.classification import (
     binary_cross_entropy,
     binary_focal_loss,
     categorical_cross_entropy,
     categorical_focal_loss,
-    generalized_cross_entropy,
-    poly_cross_entropy,
     sparse_categorical_cross_entropy,
 )
 from jloss.losses.contrastive import info_nce, sigmoid_contrastive

@@ -130,3 +130,11 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
 
 def _psum(x, axis_name):
     return x if axis_name is None else jax.lax.psum(x, axis_name)
+
+
+def constant(*hyperparameters):
+    """Hyperparameters (smoothing, z-loss, class weights, gamma, alpha) get zero
+    cotangents on every path, kernel or not, the mean's denominator included:
+    they may be traced (schedules) but are not learned."""
+    out = tuple(None if h is None else jax.lax.stop_gradient(h) for h in hyperparameters)
+    return out if len(out) > 1 else out[0]
