@@ -33,6 +33,7 @@ from jloss.losses.embedding import (
     triplet_margin,
 )
 from jloss.losses.labels import one_hot, smooth_labels
+from jloss.losses.likelihood import gaussian_nll, poisson_nll
 from jloss.losses.margin import (
     crammer_singer_hinge,
     hinge,
@@ -47,7 +48,6 @@ from jloss.losses.margin import (
 from jloss.losses.preference import cpo, dpo, kto, orpo, sequence_log_probs, simpo
 from jloss.losses.ranking import ranking_softmax
 from jloss.losses.regression import (
-    gaussian_nll,
     huber,
     log_cosh,
     mae,
@@ -59,7 +59,6 @@ from jloss.losses.regression import (
     mse,
     msle,
     pinball,
-    poisson_nll,
     smooth_l1,
 )
 from jloss.losses.segmentation import dice, generalized_dice

@@ -202,6 +202,18 @@ def check_convention(reduction, weights, where, loss_shape):
         check_nonnegative("weights", w, loss_mask(where, loss_shape))
 
 
+def regression_inputs(predictions, targets, weights, where, reduction, name="predictions"):
+    """The checks of an elementwise ``(predictions, targets)`` loss: float predictions,
+    real targets of the same shape, the convention arguments; returns the four
+    arrays with lists and tuples as arrays."""
+    predictions, targets, weights, where = array_likes(predictions, targets, weights, where)
+    check_float(**{name: predictions})
+    check_real(targets=targets)
+    check_same_shape(**{name: predictions, "targets": targets})
+    check_convention(reduction, weights, where, jnp.shape(predictions))
+    return predictions, targets, weights, where
+
+
 def concrete(x):
     """``x`` as a NumPy array when its value is known now, else None."""
     if x is None or isinstance(x, jax.core.Tracer):

@@ -118,6 +118,7 @@ def info_nce(queries, keys, *, temperature=0.07, labels=None, symmetric=False, a
       Coding" (2018); Radford et al., "Learning Transferable Visual Models
       From Natural Language Supervision" (CLIP, 2021).
     """
+    queries, keys, labels, weights, where = checks.array_likes(queries, keys, labels, weights, where)
     checks.check_float(queries=queries, keys=keys)
     if labels is None:
         loss_shape = _paired_checks("queries", queries, "keys", keys, weights, where, reduction)
@@ -211,6 +212,7 @@ def sigmoid_contrastive(x, y, *, temperature, bias, axis_name=None, weights=None
     References:
       Zhai et al., "Sigmoid Loss for Language Image Pre-Training" (SigLIP, ICCV 2023).
     """
+    x, y, weights, where = checks.array_likes(x, y, weights, where)
     _paired_checks("x", x, "y", y, weights, where, reduction)
     return _sigmoid_contrastive(x, y, temperature, bias, weights, where, axis_name=axis_name,
                                 reduction=reduction)

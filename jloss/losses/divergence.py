@@ -141,6 +141,7 @@ def generalized_kl_divergence(log_predictions, targets, *, axis=-1, weights=None
     References:
       Lee & Seung (2000), Algorithms for non-negative matrix factorization, NeurIPS.
     """
+    log_predictions, targets, weights, where = checks.array_likes(log_predictions, targets, weights, where)
     axis, loss_shape, _ = class_axis(log_predictions, axis, reduction, weights, where,
                                      "log_predictions")
     checks.check_same_shape(log_predictions=log_predictions, targets=targets)

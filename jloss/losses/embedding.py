@@ -93,6 +93,7 @@ def cosine_distance(predictions, targets, *, axis=-1, eps=1e-8, weights=None, wh
     References:
       PyTorch ``torch.nn.functional.cosine_similarity``; optax ``cosine_distance``.
     """
+    predictions, targets, weights, where = checks.array_likes(predictions, targets, weights, where)
     axis, _ = _vector_checks({"predictions": predictions, "targets": targets}, axis, weights,
                              where, reduction)
     checks.check_range("eps", eps, low=0, low_open=True)
@@ -148,6 +149,7 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, axis=-1, eps=1e-8, weights=N
     References:
       PyTorch ``torch.nn.functional.cosine_embedding_loss``.
     """
+    x1, x2, labels, weights, where = checks.array_likes(x1, x2, labels, weights, where)
     axis, loss_shape = _vector_checks({"x1": x1, "x2": x2}, axis, weights, where, reduction)
     _pair_labels(labels, loss_shape, "x1 and x2", where)
     checks.check_range("margin", margin, low=-1, high=1)
@@ -203,6 +205,8 @@ def triplet_margin(anchors, positives, negatives, *, margin=1.0, p=2.0, eps=1e-6
       Schroff et al. (2015), FaceNet, CVPR; Balntas et al. (2016), Learning local
       feature descriptors with triplets and shallow convolutional neural networks, BMVC.
     """
+    anchors, positives, negatives, weights, where = checks.array_likes(
+        anchors, positives, negatives, weights, where)
     axis, _ = _vector_checks({"anchors": anchors, "positives": positives,
                               "negatives": negatives}, axis, weights, where, reduction)
     checks.check_range("margin", margin)
@@ -271,6 +275,7 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
     References:
       PyTorch ``torch.nn.functional.margin_ranking_loss``.
     """
+    x1, x2, labels, weights, where = checks.array_likes(x1, x2, labels, weights, where)
     _elementwise_pair_checks({"x1": x1, "x2": x2}, labels, weights, where, reduction)
     checks.check_range("margin", margin)
     return _margin_ranking(x1, x2, labels, margin, weights, where, reduction=reduction)
@@ -320,6 +325,7 @@ def hinge_embedding(distances, labels, *, margin=1.0, weights=None, where=None, 
       PyTorch ``torch.nn.functional.hinge_embedding_loss``; Hadsell, Chopra &
       LeCun (2006), Dimensionality reduction by learning an invariant mapping, CVPR.
     """
+    distances, labels, weights, where = checks.array_likes(distances, labels, weights, where)
     _elementwise_pair_checks({"distances": distances}, labels, weights, where, reduction)
     checks.check_range("margin", margin)
     return _hinge_embedding(distances, labels, margin, weights, where, reduction=reduction)
@@ -372,6 +378,7 @@ def ntxent(embeddings, labels, *, temperature=0.07, weights=None, where=None, re
       Chen et al. (2020), A simple framework for contrastive learning of visual
       representations (SimCLR), ICML; optax ``ntxent``.
     """
+    embeddings, labels, weights, where = checks.array_likes(embeddings, labels, weights, where)
     checks.check_float(embeddings=embeddings)
     shape = jnp.shape(embeddings)
     if len(shape) < 1:

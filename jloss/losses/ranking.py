@@ -50,6 +50,7 @@ def ranking_softmax(scores, relevance, *, valid=None, weights=None, where=None, 
       Cao et al. (2007), Learning to rank: from pairwise approach to listwise
       approach (ListNet), ICML; optax ``ranking_softmax_loss``.
     """
+    scores, relevance, valid, weights, where = checks.array_likes(scores, relevance, valid, weights, where)
     checks.check_float(scores=scores)
     shape = jnp.shape(scores)
     if len(shape) < 1:

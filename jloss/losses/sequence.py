@@ -97,6 +97,8 @@ def ctc(logits, labels, *, logit_lengths=None, label_lengths=None, blank_id=0,
       Unsegmented Sequence Data with Recurrent Neural Networks" (ICML 2006);
       PyTorch ``torch.nn.functional.ctc_loss``.
     """
+    logits, labels, logit_lengths, label_lengths, weights, where = checks.array_likes(
+        logits, labels, logit_lengths, label_lengths, weights, where)
     checks.check_float(logits=logits)
     checks.check_integer(labels=labels)
     if jnp.ndim(logits) < 2 or jnp.ndim(labels) != jnp.ndim(logits) - 1:
