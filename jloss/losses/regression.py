@@ -24,17 +24,20 @@ from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import keep_inputs
 
 
-@functools.partial(jax.jit, static_argnames=("pointwise", "reduction"))
-def _elementwise(pointwise, predictions, targets, params, weights, where, reduction):
-    """Apply ``pointwise(e, *params)`` to the masked-safe error and reduce."""
+@functools.partial(jax.jit, static_argnames=("pointwise", "reduction", "of_error", "fill"))
+def _elementwise(pointwise, predictions, targets, params, weights, where, reduction, *,
+                 of_error=True, fill=0):
+    """Apply ``pointwise(e, *params)`` to the error ``e = p - t`` (``of_error``), or
+    ``pointwise(p, t, *params)`` to both, with masked slots set to ``fill``, and reduce."""
     mask = loss_mask(where, predictions.shape)
     dtype = compute_dtype(predictions, targets)
 
     def loss(p, t):
-        return pointwise(p.astype(dtype) - t.astype(dtype), *params)
+        p, t = p.astype(dtype), t.astype(dtype)
+        return pointwise(p - t, *params) if of_error else pointwise(p, t, *params)
 
-    p = fill_masked(predictions, mask, 0)
-    t = fill_masked(jnp.asarray(targets), mask, 0)
+    p = fill_masked(predictions, mask, fill)
+    t = fill_masked(jnp.asarray(targets), mask, fill)
     return reduce_loss(keep_inputs(loss, p, t), mask, weights, reduction)
 
 
@@ -367,16 +370,6 @@ mae = mean_absolute_error
 # ------------------------------------------- relative and logarithmic errors
 
 
-@functools.partial(jax.jit, static_argnames=("pointwise", "target_fill", "reduction"))
-def _of_both(pointwise, predictions, targets, params, weights, where, *, target_fill, reduction):
-    """Apply ``pointwise(p, t, *params)`` (a loss that needs the targets themselves) and reduce."""
-    mask = loss_mask(where, predictions.shape)
-    dtype = compute_dtype(predictions, targets)
-    p = fill_masked(predictions, mask, target_fill).astype(dtype)
-    t = fill_masked(jnp.asarray(targets), mask, target_fill).astype(dtype)
-    return reduce_loss(pointwise(p, t, *params), mask, weights, reduction)
-
-
 def _percentage(p, t, eps):
     return 100 * _absolute(p - t) / jnp.maximum(_absolute(t), eps)
 
@@ -421,8 +414,8 @@ def mean_absolute_percentage_error(predictions, targets, *, eps=1e-7, weights=No
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     checks.check_range("eps", eps, low=0, low_open=True)
-    return _of_both(_percentage, predictions, targets, (eps,), weights, where, target_fill=1,
-                    reduction=reduction)
+    return _elementwise(_percentage, predictions, targets, (eps,), weights, where, reduction,
+                        of_error=False, fill=1)
 
 
 def mean_squared_logarithmic_error(predictions, targets, *, eps=1e-7, weights=None, where=None,
@@ -462,8 +455,8 @@ def mean_squared_logarithmic_error(predictions, targets, *, eps=1e-7, weights=No
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     checks.check_range("eps", eps, low=0, low_open=True)
-    return _of_both(_squared_log, predictions, targets, (eps,), weights, where, target_fill=0,
-                    reduction=reduction)
+    return _elementwise(_squared_log, predictions, targets, (eps,), weights, where, reduction,
+                        of_error=False)
 
 
 mape = mean_absolute_percentage_error
