@@ -404,8 +404,9 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
         _check_logps(policy_kl_logps=policy_kl_logps, reference_kl_logps=reference_kl_logps)
         z0 = jax.lax.stop_gradient(jnp.maximum(jnp.mean(policy_kl_logps - reference_kl_logps), 0))
     # 1 - σ(x) = σ(-x): one sigmoid of a signed margin serves both kinds of example
-    margin = jnp.where(desirable, -beta, beta) * (fill_masked(p - r, mask) - z0)
-    loss = jax.nn.sigmoid(margin)
+    # (the sign as a select of the margin: the backward keeps the boolean, not a float array)
+    margin = beta * (fill_masked(p - r, mask) - z0)
+    loss = jax.nn.sigmoid(jnp.where(desirable, -margin, margin))
     loss = jnp.where(desirable, desirable_weight * loss, undesirable_weight * loss)
     return reduce_loss(loss, mask, weights, reduction)
 
