@@ -204,3 +204,21 @@ def test_bad_inputs_raise_naming_the_argument():
         jloss.sequence_log_probs(jnp.zeros((2, 3)), jnp.ones((2, 4), bool))
     with pytest.raises(TypeError, match="mask"):
         jloss.sequence_log_probs(jnp.zeros((2, 3)), jnp.ones((2, 3)))
+
+
+def test_compiled_gradient_writes_no_batch_sized_scratch():
+    """Without smoothing, weights or mask, value-and-grad compiles to the bare formula: nothing of
+    the batch's size is written besides the gradient (a 0 * z smoothing term, a mask select per
+    input or a second sigmoid in KTO each cost one); with where and weights, the mean's
+    denominator reuses the masked weights (two batch-sized buffers, as the bare formula's)."""
+    b = 4096
+    x, desirable = jnp.linspace(-3.0, -0.1, b), jnp.arange(b) % 2 == 0
+
+    def scratch(loss, *args):
+        return jax.jit(jax.value_and_grad(loss)).lower(*args).compile().memory_analysis().temp_size_in_bytes
+
+    for loss, args in ((jloss.dpo, (x, x[::-1], x, x)), (jloss.simpo, (x, x[::-1])),
+                       (jloss.cpo, (x, x[::-1])), (jloss.kto, (x, x[::-1], desirable))):
+        assert scratch(loss, *args) < b * 4, loss.__name__
+    weighted = scratch(lambda c, r, w: jloss.cpo(c, r, weights=w, where=desirable), x, x[::-1], x + 4)
+    assert weighted < 3 * b * 4

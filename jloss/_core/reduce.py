@@ -113,12 +113,11 @@ def reduce_loss(loss, mask=None, weights=None, reduction="mean", normalizer=None
     total = _psum(jnp.sum(weighted), axis_name)
     if reduction == "sum":
         return total
-    count = jnp.ones(loss.shape, loss.dtype)
-    if w is not None:
-        count = count * w
+    count = jnp.ones(loss.shape, loss.dtype) if w is None else w
     if normalizer is not None:
         count = count * normalizer
-    if mask is not None:
+    if mask is not None and (w is None or normalizer is not None):
+        # a masked w is already 0 there: selecting it again costs a second (N,) buffer
         count = jnp.where(mask, count, 0)
     count = _psum(jnp.sum(count), axis_name)
     axis = _MEAN_AXIS.value

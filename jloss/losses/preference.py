@@ -12,7 +12,7 @@ import jax.numpy as jnp
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.reduce import loss_mask, reduce_loss
+from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 
 _DPO_TYPES = ("sigmoid", "hinge", "ipo", "robust")
 _CPO_TYPES = ("sigmoid", "hinge", "ipo")
@@ -23,11 +23,6 @@ def _check_logps(**arrays):
     checks.check_float(**arrays)
     checks.check_same_shape(**arrays)
     return jnp.shape(next(iter(arrays.values())))
-
-
-def _masked(x, mask):
-    """``x`` with masked-out entries replaced by 0 (they may be NaN)."""
-    return x if mask is None else jnp.where(mask, x, 0)
 
 
 def _check_loss_type(loss_type, allowed, label_smoothing):
@@ -51,6 +46,10 @@ def _margin_loss(logits, beta, loss_type, label_smoothing):
     * ``"ipo"``: ``(u - 1 / (2 β))^2`` (IPO).
     """
     z = beta * logits
+    if loss_type in ("sigmoid", "robust") and checks.is_zero(label_smoothing):
+        # no smoothing term: XLA cannot drop ``0 * z`` (it is NaN for infinite z), and the
+        # product costs a broadcast zero and an extra (B,) buffer in the compiled gradient
+        return -jax.nn.log_sigmoid(z)
     # log σ(-z) = log σ(z) - z: one log-sigmoid serves both terms
     if loss_type == "sigmoid":
         return label_smoothing * z - jax.nn.log_sigmoid(z)
@@ -62,12 +61,16 @@ def _margin_loss(logits, beta, loss_type, label_smoothing):
 
 
 def _pair_inputs(reduction, weights, where, **arrays):
-    """Checks of a pairwise loss; returns ``(mask, arrays with masked entries zeroed)``."""
+    """Checks of a pairwise loss; returns ``(mask, arrays in the compute dtype)``.
+
+    Masked entries may hold NaN: each loss selects its margin (or, where the
+    margin's derivative could be NaN there, its inputs) with :func:`fill_masked`,
+    one select instead of one per input.
+    """
     shape = _check_logps(**arrays)
     checks.check_convention(reduction, weights, where, shape)
-    mask = loss_mask(where, shape)
     dtype = compute_dtype(*arrays.values())
-    return mask, [_masked(jnp.asarray(a).astype(dtype), mask) for a in arrays.values()]
+    return loss_mask(where, shape), [jnp.asarray(a).astype(dtype) for a in arrays.values()]
 
 
 def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *, beta=0.1,
@@ -136,13 +139,22 @@ def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *,
     mask, (pc, pr, rc, rr) = _pair_inputs(
         reduction, weights, where, policy_chosen=policy_chosen, policy_rejected=policy_rejected,
         reference_chosen=reference_chosen, reference_rejected=reference_rejected)
-    loss = _margin_loss((pc - pr) - (rc - rr), beta, loss_type, label_smoothing)
+    loss = _margin_loss(fill_masked((pc - pr) - (rc - rr), mask), beta, loss_type, label_smoothing)
     return reduce_loss(loss, mask, weights, reduction)
 
 
+@jax.custom_jvp
 def _log_odds(logps):
     """``log(p / (1 - p))`` of ``p = exp(logps)``: ``logps - log(1 - exp(logps))``."""
     return logps - jnp.log(-jnp.expm1(logps))
+
+
+@_log_odds.defjvp
+def _log_odds_jvp(primals, tangents):
+    # d/dx (x - log(1 - e^x)) = 1 / (1 - e^x): the one expm1 of the value serves the derivative
+    (x,), (t,) = primals, tangents
+    q = -jnp.expm1(x)
+    return x - jnp.log(q), t / q
 
 
 def _nll_term(chosen_nll, weight, shape):
@@ -202,9 +214,8 @@ def orpo(chosen_logps, rejected_logps, *, beta=0.1, chosen_nll=None, weights=Non
     checks.check_range("beta", beta, low=0)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    # masked pairs are 0 here: log-odds of p = 1 would be inf, so shift them to a finite value
-    if mask is not None:
-        c, r = jnp.where(mask, c, -1.0), jnp.where(mask, r, -1.0)
+    # masked pairs get a finite log-odds (of p = 1 / e): the derivative divides by 1 - p
+    c, r = fill_masked(c, mask, -1.0), fill_masked(r, mask, -1.0)
     loss = -beta * jax.nn.log_sigmoid(_log_odds(c) - _log_odds(r))
     loss = loss + _nll_term(chosen_nll, 1.0, jnp.shape(c))
     return reduce_loss(loss, mask, weights, reduction)
@@ -256,7 +267,7 @@ def simpo(chosen_logps, rejected_logps, *, beta=2.0, gamma=0.5, label_smoothing=
     _check_loss_type("sigmoid", _CPO_TYPES, label_smoothing)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    loss = _margin_loss((c - r) - gamma / beta, beta, "sigmoid", label_smoothing)
+    loss = _margin_loss(fill_masked(c - r, mask) - gamma / beta, beta, "sigmoid", label_smoothing)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -313,7 +324,7 @@ def cpo(chosen_logps, rejected_logps, *, beta=0.1, loss_type="sigmoid", label_sm
     _check_loss_type(loss_type, _CPO_TYPES, label_smoothing)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    loss = _margin_loss(c - r, beta, loss_type, label_smoothing)
+    loss = _margin_loss(fill_masked(c - r, mask), beta, loss_type, label_smoothing)
     loss = loss + _nll_term(chosen_nll, alpha, jnp.shape(c))
     return reduce_loss(loss, mask, weights, reduction)
 
@@ -392,9 +403,11 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
     if policy_kl_logps is not None:
         _check_logps(policy_kl_logps=policy_kl_logps, reference_kl_logps=reference_kl_logps)
         z0 = jax.lax.stop_gradient(jnp.maximum(jnp.mean(policy_kl_logps - reference_kl_logps), 0))
-    ratio = p - r
-    loss = jnp.where(desirable, desirable_weight * (1 - jax.nn.sigmoid(beta * (ratio - z0))),
-                     undesirable_weight * (1 - jax.nn.sigmoid(beta * (z0 - ratio))))
+    # 1 - σ(x) = σ(-x): one sigmoid of a signed margin serves both kinds of example
+    # (the sign as a select of the margin: the backward keeps the boolean, not a float array)
+    margin = beta * (fill_masked(p - r, mask) - z0)
+    loss = jax.nn.sigmoid(jnp.where(desirable, -margin, margin))
+    loss = jnp.where(desirable, desirable_weight * loss, undesirable_weight * loss)
     return reduce_loss(loss, mask, weights, reduction)
 
 
