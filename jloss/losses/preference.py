@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 
 _DPO_TYPES = ("sigmoid", "hinge", "ipo", "robust")
 _CPO_TYPES = ("sigmoid", "hinge", "ipo")
@@ -61,16 +62,24 @@ def _margin_loss(logits, beta, loss_type, label_smoothing):
 
 
 def _pair_inputs(reduction, weights, where, **arrays):
-    """Checks of a pairwise loss; returns ``(mask, arrays in the compute dtype)``.
+    """Checks of a pairwise loss; returns ``(mask, arrays)`` (lists as arrays).
 
     Masked entries may hold NaN: each loss selects its margin (or, where the
     margin's derivative could be NaN there, its inputs) with :func:`fill_masked`,
     one select instead of one per input.
     """
+    arrays = {name: checks.array_likes(a) for name, a in arrays.items()}
+    weights, where = checks.array_likes(weights, where)
     shape = _check_logps(**arrays)
     checks.check_convention(reduction, weights, where, shape)
-    dtype = compute_dtype(*arrays.values())
-    return loss_mask(where, shape), [jnp.asarray(a).astype(dtype) for a in arrays.values()]
+    return loss_mask(where, shape), list(arrays.values())
+
+
+def _per_pair(fn, *arrays):
+    """``fn`` of the arrays cast to the compute dtype; for half-precision inputs the
+    backward recomputes it from them instead of keeping float32 copies (keep_inputs)."""
+    dtype = compute_dtype(*arrays)
+    return keep_inputs(lambda *a: fn(*(x.astype(dtype) for x in a)), *arrays)
 
 
 def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *, beta=0.1,
@@ -139,7 +148,8 @@ def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *,
     mask, (pc, pr, rc, rr) = _pair_inputs(
         reduction, weights, where, policy_chosen=policy_chosen, policy_rejected=policy_rejected,
         reference_chosen=reference_chosen, reference_rejected=reference_rejected)
-    loss = _margin_loss(fill_masked((pc - pr) - (rc - rr), mask), beta, loss_type, label_smoothing)
+    loss = _per_pair(lambda pc, pr, rc, rr: _margin_loss(
+        fill_masked((pc - pr) - (rc - rr), mask), beta, loss_type, label_smoothing), pc, pr, rc, rr)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -214,10 +224,13 @@ def orpo(chosen_logps, rejected_logps, *, beta=0.1, chosen_nll=None, weights=Non
     checks.check_range("beta", beta, low=0)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    # masked pairs get a finite log-odds (of p = 1 / e): the derivative divides by 1 - p
-    c, r = fill_masked(c, mask, -1.0), fill_masked(r, mask, -1.0)
-    loss = -beta * jax.nn.log_sigmoid(_log_odds(c) - _log_odds(r))
-    loss = loss + _nll_term(chosen_nll, 1.0, jnp.shape(c))
+
+    def odds_ratio(c, r):
+        # masked pairs get a finite log-odds (of p = 1 / e): the derivative divides by 1 - p
+        c, r = fill_masked(c, mask, -1.0), fill_masked(r, mask, -1.0)
+        return -beta * jax.nn.log_sigmoid(_log_odds(c) - _log_odds(r))
+
+    loss = _per_pair(odds_ratio, c, r) + _nll_term(chosen_nll, 1.0, jnp.shape(c))
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -267,7 +280,8 @@ def simpo(chosen_logps, rejected_logps, *, beta=2.0, gamma=0.5, label_smoothing=
     _check_loss_type("sigmoid", _CPO_TYPES, label_smoothing)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    loss = _margin_loss(fill_masked(c - r, mask) - gamma / beta, beta, "sigmoid", label_smoothing)
+    loss = _per_pair(lambda c, r: _margin_loss(
+        fill_masked(c - r, mask) - gamma / beta, beta, "sigmoid", label_smoothing), c, r)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -324,7 +338,8 @@ def cpo(chosen_logps, rejected_logps, *, beta=0.1, loss_type="sigmoid", label_sm
     _check_loss_type(loss_type, _CPO_TYPES, label_smoothing)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    loss = _margin_loss(fill_masked(c - r, mask), beta, loss_type, label_smoothing)
+    loss = _per_pair(lambda c, r: _margin_loss(fill_masked(c - r, mask), beta, loss_type,
+                                               label_smoothing), c, r)
     loss = loss + _nll_term(chosen_nll, alpha, jnp.shape(c))
     return reduce_loss(loss, mask, weights, reduction)
 
@@ -390,6 +405,8 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
     checks.check_range("undesirable_weight", undesirable_weight, low=0)
     mask, (p, r) = _pair_inputs(reduction, weights, where, policy_logps=policy_logps,
                                 reference_logps=reference_logps)
+    desirable, policy_kl_logps, reference_kl_logps = checks.array_likes(
+        desirable, policy_kl_logps, reference_kl_logps)
     checks.check_shape("desirable", desirable, jnp.shape(p), "policy_logps")
     desirable = jnp.asarray(desirable)
     if desirable.dtype != jnp.bool_:
@@ -403,11 +420,15 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
     if policy_kl_logps is not None:
         _check_logps(policy_kl_logps=policy_kl_logps, reference_kl_logps=reference_kl_logps)
         z0 = jax.lax.stop_gradient(jnp.maximum(jnp.mean(policy_kl_logps - reference_kl_logps), 0))
-    # 1 - σ(x) = σ(-x): one sigmoid of a signed margin serves both kinds of example
-    # (the sign as a select of the margin: the backward keeps the boolean, not a float array)
-    margin = beta * (fill_masked(p - r, mask) - z0)
-    loss = jax.nn.sigmoid(jnp.where(desirable, -margin, margin))
-    loss = jnp.where(desirable, desirable_weight * loss, undesirable_weight * loss)
+
+    def prospect(p, r):
+        # 1 - σ(x) = σ(-x): one sigmoid of a signed margin serves both kinds of example
+        # (the sign as a select of the margin: the backward keeps the boolean, not a float array)
+        margin = beta * (fill_masked(p - r, mask) - z0)
+        loss = jax.nn.sigmoid(jnp.where(desirable, -margin, margin))
+        return jnp.where(desirable, desirable_weight * loss, undesirable_weight * loss)
+
+    loss = _per_pair(prospect, p, r)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -453,6 +474,7 @@ def sequence_log_probs(token_logprobs, mask, *, average=False):
     References:
       Rafailov, R. et al. (2023). Direct Preference Optimization; TRL ``DPOTrainer``.
     """
+    token_logprobs, mask = checks.array_likes(token_logprobs, mask)
     checks.check_float(token_logprobs=token_logprobs)
     checks.check_same_shape(token_logprobs=token_logprobs, mask=mask)
     if jnp.ndim(token_logprobs) < 1:
