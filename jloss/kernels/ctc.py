@@ -30,17 +30,18 @@ NEG = -1e30
 
 
 def _lse3(a, b, c):
-    """``log(exp(a) + exp(b) + exp(c))`` (NEG stays about NEG)."""
-    m = jnp.maximum(jnp.maximum(a, b), c)
-    return m + jnp.log(jnp.exp(a - m) + jnp.exp(b - m) + jnp.exp(c - m))
+    """``log(exp(a) + exp(b) + exp(c))`` with two exponentials: the largest term is 1 (NEG stays about NEG)."""
+    hi, lo = jnp.maximum(a, b), jnp.minimum(a, b)
+    top, mid = jnp.maximum(hi, c), jnp.minimum(hi, c)
+    return top + jnp.log(1 + jnp.exp(mid - top) + jnp.exp(lo - top))
 
 
 def _shift(x, k):
-    """``x[:, s - k]`` along the state axis (k > 0: from the left, k < 0: from the right), NEG padded."""
-    pad = jnp.full((*x.shape[:-1], abs(k)), NEG, x.dtype)
+    """``x[s - k]`` along the state axis 0 (k > 0: from below, k < 0: from above), NEG padded."""
+    pad = jnp.full((abs(k), *x.shape[1:]), NEG, x.dtype)
     if k > 0:
-        return jnp.concatenate([pad, x[..., :-k]], axis=-1)
-    return jnp.concatenate([x[..., -k:], pad], axis=-1)
+        return jnp.concatenate([pad, x[:-k]], axis=0)
+    return jnp.concatenate([x[-k:], pad], axis=0)
 
 
 def _states(labels, blank_id):
@@ -57,8 +58,8 @@ def _states(labels, blank_id):
 
 
 def _emissions(logits, labels, blank_id, kept):
-    """Log-softmax of the logits at each state's symbol, time-major (T, B, L) (the
-    label columns are gathered once, the blank column sliced), and the row stats
+    """Log-softmax of the logits at each state's symbol, time-major and batch-last (T, L, B)
+    (the label columns are gathered once, the blank column sliced), and the row stats
     ``m``, ``log sum exp(x - m)`` (B, T). Frames past a sequence's length
     (``kept`` False) are padding and may hold anything, NaN included: their
     emissions are 0 and never read."""
@@ -72,7 +73,7 @@ def _emissions(logits, labels, blank_id, kept):
     ext = jnp.concatenate([ext, x[:, :, blank_id, None]], -1)
     e = jnp.maximum(ext - m[..., None] - lse_rel[..., None], NEG)  # -inf logits: unreachable
     e = jnp.where(kept[..., None], e, 0)
-    return jnp.transpose(e, (1, 0, 2)), m, lse_rel
+    return jnp.transpose(e, (1, 2, 0)), m, lse_rel
 
 
 def _final_states(label_lengths, num_states):
@@ -100,16 +101,20 @@ def ctc_nll(logits, labels, logit_lengths, label_lengths, blank_id):
 
 def _rescale(x):
     """``x`` minus its max over the states (0 when every state is unreachable), and that max."""
-    top = jnp.max(x, axis=-1)
+    top = jnp.max(x, axis=0)
     top = jnp.where(top > NEG / 2, top, 0)
-    return x - top[:, None], top
+    return x - top, top
+
+
+# frames per loop step: fewer, larger loop steps (XLA:CPU runs a loop step's kernels one by one)
+FRAMES_PER_STEP = 2
 
 
 def _recursion(e, active, start, skip, *, reverse):
-    """The alpha (``reverse``: beta) recursion over the frames, one frame per loop step.
+    """The alpha (``reverse``: beta) recursion over the frames, (L, B) per frame.
 
     The carry after frame t includes that frame's emission; what is stored for
-    each frame is the value before it (alpha_t - e_t, or beta_t), (T, B, L).
+    each frame is the value before it (alpha_t - e_t, or beta_t), (T, L, B).
     Frames past a sequence's length leave its carry unchanged. The carry is
     kept relative to its max over the states (the maxima add up in the
     returned log scale), so the differences between states stay exact to
@@ -117,37 +122,45 @@ def _recursion(e, active, start, skip, *, reverse):
     per-frame offset, which the per-frame normalisation of the occupations
     removes.
     """
-    n = e.shape[1]
+    num_t, num_s, n = e.shape
+    k = FRAMES_PER_STEP
+    pad = -num_t % k
+    e = jnp.concatenate([e, jnp.zeros((pad, num_s, n), e.dtype)])
+    active = jnp.concatenate([active, jnp.zeros((pad, n), bool)])
     step = -1 if reverse else 1
     if reverse:  # beta_t(s) reads s + 2 when state s + 2 may be entered from s
-        skip = jnp.concatenate([skip[:, 2:], jnp.zeros((n, 2), bool)], -1)
+        skip = jnp.concatenate([skip[2:], jnp.zeros((2, n), bool)])
     no_skip = jnp.asarray(NEG, e.dtype)
     start, scale = vary_together(e, start, jnp.zeros((n,), e.dtype))[1:]  # shard_map carries
 
-    def frame(carry, inputs):
+    def frames(carry, inputs):
         value, scale = carry
-        e_t, active_t = inputs
-        pre = _lse3(value, _shift(value, step), jnp.where(skip, _shift(value, 2 * step), no_skip))
-        new, top = _rescale(pre + e_t)
-        value = jnp.where(active_t[:, None], new, value)
-        return (value, scale + jnp.where(active_t, top, 0)), pre
+        stored = [None] * k
+        for i in (reversed(range(k)) if reverse else range(k)):
+            e_t, active_t = inputs[0][i], inputs[1][i]
+            pre = _lse3(value, _shift(value, step), jnp.where(skip, _shift(value, 2 * step), no_skip))
+            new, top = _rescale(pre + e_t)
+            value = jnp.where(active_t, new, value)
+            scale = scale + jnp.where(active_t, top, 0)
+            stored[i] = pre
+        return (value, scale), jnp.stack(stored)
 
-    (last, scale), pre = jax.lax.scan(frame, (start, scale), (e, active),
-                                      reverse=reverse)
-    return last, scale, pre
+    blocks = (e.reshape(-1, k, num_s, n), active.reshape(-1, k, n))
+    (last, scale), pre = jax.lax.scan(frames, (start, scale), blocks, reverse=reverse)
+    return last, scale, pre.reshape(-1, num_s, n)[:num_t]
 
 
 def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
     _, skip = _states(labels, blank_id)
     kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]  # (B, T)
     e, m, lse_rel = _emissions(logits, labels, blank_id, kept)
-    n, num_s = e.shape[1:]
+    num_s, n = e.shape[1:]
     active = kept.T
-    states = jnp.arange(num_s)[None, :]
-    start = jnp.broadcast_to(jnp.where(states == 0, 0.0, NEG).astype(e.dtype), (n, num_s))
-    last, scale, pre_alpha = _recursion(e, active, start, skip, reverse=False)
+    states = jnp.arange(num_s)[:, None]
+    start = jnp.broadcast_to(jnp.where(states == 0, 0.0, NEG).astype(e.dtype), (num_s, n))
+    last, scale, pre_alpha = _recursion(e, active, start, skip.T, reverse=False)
     ends = _final_states(label_lengths, num_s)
-    log_z = scale + jax.nn.logsumexp(jnp.where(ends, last, NEG), axis=-1)
+    log_z = scale + jax.nn.logsumexp(jnp.where(ends, last.T, NEG), axis=-1)
     res = (logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel)
     return jnp.where(log_z > NEG / 2, -log_z, jnp.inf), res
 
@@ -156,23 +169,23 @@ def _ctc_bwd(blank_id, res, g):
     logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel = res
     ext, skip = _states(labels, blank_id)
     kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]
-    num_s = e.shape[2]
+    num_s = e.shape[1]
     active = kept.T
     possible = log_z > NEG / 2
     # a virtual state after the last blank: one step back it puts 0 on 2U and 2U - 1
-    end = jnp.where(jnp.arange(num_s)[None, :] == 2 * label_lengths[:, None], 0.0, NEG)
-    _, _, beta = _recursion(e, active, end.astype(e.dtype), skip, reverse=True)
+    end = jnp.where(jnp.arange(num_s)[:, None] == 2 * label_lengths[None, :], 0.0, NEG)
+    _, _, beta = _recursion(e, active, end.astype(e.dtype), skip.T, reverse=True)
     # occupations: each frame's posterior over the states, normalised per frame (they sum to 1)
     joint = pre_alpha + e + beta
-    top = jnp.max(joint, axis=-1, keepdims=True)
+    top = jnp.max(joint, axis=1, keepdims=True)
     weight = jnp.exp(joint - top)
     counted = (active & possible[None, :]).astype(e.dtype) * jnp.where(possible, g, 0)[None, :]
-    occupation = weight * (counted / jnp.maximum(jnp.sum(weight, axis=-1), 1e-30))[..., None]
+    occupation = weight * (counted / jnp.maximum(jnp.sum(weight, axis=1), 1e-30))[:, None, :]
     x = logits.astype(e.dtype)
     probs = jnp.where(kept[..., None],
                       jnp.exp(x - m[..., None] - lse_rel[..., None]) * counted.T[..., None], 0)
     # per sequence, one scatter of its (T, L) occupations into the columns of its states
-    grad = jax.vmap(lambda p, o, k: p.at[:, k].add(-o), in_axes=(0, 1, 0))(probs, occupation, ext)
+    grad = jax.vmap(lambda p, o, k: p.at[:, k].add(-o), in_axes=(0, 2, 0))(probs, occupation, ext)
     return (grad.astype(logits.dtype), int_cotangent(labels), int_cotangent(logit_lengths),
             int_cotangent(label_lengths))
 
