@@ -167,7 +167,7 @@ def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
 
 def _ctc_bwd(blank_id, res, g):
     logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel = res
-    ext, skip = _states(labels, blank_id)
+    _, skip = _states(labels, blank_id)
     kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]
     num_s = e.shape[1]
     active = kept.T
@@ -184,8 +184,11 @@ def _ctc_bwd(blank_id, res, g):
     x = logits.astype(e.dtype)
     probs = jnp.where(kept[..., None],
                       jnp.exp(x - m[..., None] - lse_rel[..., None]) * counted.T[..., None], 0)
-    # per sequence, one scatter of its (T, L) occupations into the columns of its states
-    grad = jax.vmap(lambda p, o, k: p.at[:, k].add(-o), in_axes=(0, 2, 0))(probs, occupation, ext)
+    # the blank states (even) share one column; the label states (odd) are scattered, per
+    # sequence its (T, S) occupations into the columns of its labels
+    grad = probs.at[:, :, blank_id].add(-jnp.sum(occupation[:, 0::2], axis=1).T)
+    grad = jax.vmap(lambda p, o, k: p.at[:, k].add(-o), in_axes=(0, 2, 0))(
+        grad, occupation[:, 1::2], labels)
     return (grad.astype(logits.dtype), int_cotangent(labels), int_cotangent(logit_lengths),
             int_cotangent(label_lengths))
 
