@@ -133,21 +133,30 @@ def _recursion(e, active, start, skip, *, reverse):
     no_skip = jnp.asarray(NEG, e.dtype)
     start, scale = vary_together(e, start, jnp.zeros((n,), e.dtype))[1:]  # shard_map carries
 
+    rows = jnp.full((2, n), NEG, e.dtype)
+    if reverse:
+        inner, one, two = slice(0, num_s), slice(1, num_s + 1), slice(2, num_s + 2)
+        padded = lambda v: jnp.concatenate([v, rows])
+    else:
+        inner, one, two = slice(2, num_s + 2), slice(1, num_s + 1), slice(0, num_s)
+        padded = lambda v: jnp.concatenate([rows, v])
+
     def frames(carry, inputs):
         value, scale = carry
         stored = [None] * k
         for i in (reversed(range(k)) if reverse else range(k)):
             e_t, active_t = inputs[0][i], inputs[1][i]
-            pre = _lse3(value, _shift(value, step), jnp.where(skip, _shift(value, 2 * step), no_skip))
+            v = value[inner]
+            pre = _lse3(v, value[one], jnp.where(skip, value[two], no_skip))
             new, top = _rescale(pre + e_t)
-            value = jnp.where(active_t, new, value)
+            value = padded(jnp.where(active_t, new, v))
             scale = scale + jnp.where(active_t, top, 0)
             stored[i] = pre
         return (value, scale), jnp.stack(stored)
 
     blocks = (e.reshape(-1, k, num_s, n), active.reshape(-1, k, n))
-    (last, scale), pre = jax.lax.scan(frames, (start, scale), blocks, reverse=reverse)
-    return last, scale, pre.reshape(-1, num_s, n)[:num_t]
+    (last, scale), pre = jax.lax.scan(frames, (padded(start), scale), blocks, reverse=reverse)
+    return last[inner], scale, pre.reshape(-1, num_s, n)[:num_t]
 
 
 def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
