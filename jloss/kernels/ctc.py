@@ -30,18 +30,10 @@ NEG = -1e30
 
 
 def _lse3(a, b, c):
-    """``log(exp(a) + exp(b) + exp(c))`` with two exponentials: the largest term is 1 (NEG stays about NEG)."""
+    """``log(exp(a) + exp(b) + exp(c))``, two exponentials: the largest term is 1 (NEG stays about NEG)."""
     hi, lo = jnp.maximum(a, b), jnp.minimum(a, b)
     top, mid = jnp.maximum(hi, c), jnp.minimum(hi, c)
     return top + jnp.log(1 + jnp.exp(mid - top) + jnp.exp(lo - top))
-
-
-def _shift(x, k):
-    """``x[s - k]`` along the state axis 0 (k > 0: from below, k < 0: from above), NEG padded."""
-    pad = jnp.full((abs(k), *x.shape[1:]), NEG, x.dtype)
-    if k > 0:
-        return jnp.concatenate([pad, x[:-k]], axis=0)
-    return jnp.concatenate([x[-k:], pad], axis=0)
 
 
 def _states(labels, blank_id):
@@ -106,57 +98,47 @@ def _rescale(x):
     return x - top, top
 
 
-# frames per loop step: fewer, larger loop steps (XLA:CPU runs a loop step's kernels one by one)
-FRAMES_PER_STEP = 2
-
-
 def _recursion(e, active, start, skip, *, reverse):
-    """The alpha (``reverse``: beta) recursion over the frames, (L, B) per frame.
+    """The alpha (``reverse``: beta) recursion over the frames, states first and
+    sequences last: (L, B) per frame, each state a contiguous row of sequences.
 
-    The carry after frame t includes that frame's emission; what is stored for
-    each frame is the value before it (alpha_t - e_t, or beta_t), (T, L, B).
-    Frames past a sequence's length leave its carry unchanged. The carry is
-    kept relative to its max over the states (the maxima add up in the
-    returned log scale), so the differences between states stay exact to
-    round-off after thousands of frames; the stored values therefore carry a
-    per-frame offset, which the per-frame normalisation of the occupations
-    removes.
+    The carry holds two extra NEG rows (before the states for alpha, after them
+    for beta), so that the predecessors ``s - 1`` and ``s - 2`` (beta: ``s + 1``,
+    ``s + 2``) are slices of it. The carry after frame t includes that frame's
+    emission; what is stored for each frame is the value before it (alpha_t -
+    e_t, or beta_t), (T, L, B). Frames past a sequence's length leave its carry
+    unchanged. The carry is kept relative to its max over the states (the
+    maxima add up in the returned log scale), so the differences between states
+    stay exact to round-off after thousands of frames; the stored values
+    therefore carry a per-frame offset, which the per-frame normalisation of the
+    occupations removes.
     """
-    num_t, num_s, n = e.shape
-    k = FRAMES_PER_STEP
-    pad = -num_t % k
-    e = jnp.concatenate([e, jnp.zeros((pad, num_s, n), e.dtype)])
-    active = jnp.concatenate([active, jnp.zeros((pad, n), bool)])
-    step = -1 if reverse else 1
+    num_s, n = e.shape[1:]
     if reverse:  # beta_t(s) reads s + 2 when state s + 2 may be entered from s
         skip = jnp.concatenate([skip[2:], jnp.zeros((2, n), bool)])
     no_skip = jnp.asarray(NEG, e.dtype)
+    rows = jnp.full((2, n), NEG, e.dtype)
+    # the rows of the states, and of the states one and two steps back along the recursion
+    # (alpha: s - 1 and s - 2, beta: s + 1 and s + 2)
+    states, by_1, by_2 = ((slice(0, num_s), slice(1, num_s + 1), slice(2, num_s + 2)) if reverse
+                          else (slice(2, num_s + 2), slice(1, num_s + 1), slice(0, num_s)))
+
+    def padded(x):
+        return jnp.concatenate([x, rows] if reverse else [rows, x])
+
     start, scale = vary_together(e, start, jnp.zeros((n,), e.dtype))[1:]  # shard_map carries
 
-    rows = jnp.full((2, n), NEG, e.dtype)
-    if reverse:
-        inner, one, two = slice(0, num_s), slice(1, num_s + 1), slice(2, num_s + 2)
-        padded = lambda v: jnp.concatenate([v, rows])
-    else:
-        inner, one, two = slice(2, num_s + 2), slice(1, num_s + 1), slice(0, num_s)
-        padded = lambda v: jnp.concatenate([rows, v])
-
-    def frames(carry, inputs):
+    def frame(carry, inputs):
         value, scale = carry
-        stored = [None] * k
-        for i in (reversed(range(k)) if reverse else range(k)):
-            e_t, active_t = inputs[0][i], inputs[1][i]
-            v = value[inner]
-            pre = _lse3(v, value[one], jnp.where(skip, value[two], no_skip))
-            new, top = _rescale(pre + e_t)
-            value = padded(jnp.where(active_t, new, v))
-            scale = scale + jnp.where(active_t, top, 0)
-            stored[i] = pre
-        return (value, scale), jnp.stack(stored)
+        e_t, active_t = inputs
+        current = value[states]
+        pre = _lse3(current, value[by_1], jnp.where(skip, value[by_2], no_skip))
+        new, top = _rescale(pre + e_t)
+        value = padded(jnp.where(active_t, new, current))
+        return (value, scale + jnp.where(active_t, top, 0)), pre
 
-    blocks = (e.reshape(-1, k, num_s, n), active.reshape(-1, k, n))
-    (last, scale), pre = jax.lax.scan(frames, (padded(start), scale), blocks, reverse=reverse)
-    return last[inner], scale, pre.reshape(-1, num_s, n)[:num_t]
+    (last, scale), pre = jax.lax.scan(frame, (padded(start), scale), (e, active), reverse=reverse)
+    return last[states], scale, pre
 
 
 def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
