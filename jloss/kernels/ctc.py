@@ -1,20 +1,43 @@
-"""The CTC kernel: log-space forward-backward with a closed-form backward pass.
+r"""The CTC kernel: log-space forward-backward with a closed-form backward pass.
 
 Labels ``l_1..l_U`` are extended with blanks to ``b l_1 b l_2 ... l_U b``
-(``L = 2U + 1`` states). The forward variables ``alpha_t(s)`` (log probability
-of the frames ``0..t`` ending in state ``s``) and backward variables
-``beta_t(s)`` (log probability of the frames ``t+1..T-1`` starting from state
-``s`` at ``t``) give the posterior occupation of each state,
-``gamma_t(s) = exp(alpha_t(s) + beta_t(s) - log Z)``, and the gradient of
-``-log Z`` with respect to the logits is ``softmax - sum_{s: ext(s) = k}
-gamma_t(s)`` (Graves et al. 2006, eq. 16). Both recursions keep their
-values relative to the max over the states, and the occupations of each
-frame are normalised to sum to 1 (every alignment is in exactly one state
-per frame) rather than divided by ``Z``: in float32 after 1,000 frames the
-gradient stays within about 1e-4 of float64 (dividing by ``Z``, a number
-near ``exp(-5000)``, loses three more digits). The backward pass runs the
-beta recursion once; it keeps two ``(T, B, L)`` arrays from the forward (the
-alphas and the emissions), no per-step residuals of a differentiated scan.
+(``L = 2U + 1`` states, ``z_s`` the symbol of state ``s``). With ``e_t(s)``
+the log-softmax of frame ``t`` at ``z_s``, the forward variables (log
+probability of the frames ``0..t`` ending in state ``s``) and backward
+variables (log probability of the frames ``t+1..T-1`` starting from state
+``s`` at ``t``) follow
+
+.. math::
+
+    \alpha_t(s) &= e_t(s) + \operatorname{lse}\big(\alpha_{t-1}(s), \alpha_{t-1}(s-1),
+                   [z_s \ne z_{s-2}]\, \alpha_{t-1}(s-2)\big) \\
+    \beta_t(s) &= \operatorname{lse}\big(\hat\beta_{t+1}(s), \hat\beta_{t+1}(s+1),
+                  [z_{s+2} \ne z_s]\, \hat\beta_{t+1}(s+2)\big),
+                  \quad \hat\beta_t = \beta_t + e_t
+
+(lse: log-sum-exp; the bracket drops the skip term into a blank or into a
+repeated label; states outside ``0..L-1`` are unreachable) from a virtual
+state before the first frame, ``\alpha_{-1}(0) = 0``, and one after the
+last, ``\hat\beta_T(2U) = 0``, which puts ``\beta_{T-1} = 0`` on the two
+final states ``2U`` and ``2U - 1``. A three-way lse costs two exponentials
+and a log (its largest term is 1). The posterior occupation of a state is
+``gamma_t(s) = exp(alpha_t(s) + beta_t(s) - log Z)`` and the gradient of
+``-log Z`` with respect to the logits is ``softmax - sum_{s: z_s = k}
+gamma_t(s)`` (Graves et al. 2006, eq. 16): the blank states add up in the
+blank column, the label states are scattered into theirs.
+
+Both recursions keep their values relative to the max over the states (the
+maxima add up in a log scale), and the occupations of each frame are
+normalised to sum to 1 (every alignment is in exactly one state per frame)
+rather than divided by ``Z``: in float32 after 1,000 frames the gradient
+stays within about 1e-4 of float64 (dividing by ``Z``, a number near
+``exp(-5000)``, loses three more digits). The loops hold the states on the
+first axis and the sequences on the last (each state a contiguous row of
+sequences, which XLA:CPU vectorises), with two rows of unreachable states
+on one side so that the states one and two steps back are slices. The
+backward pass runs the beta recursion once; it keeps two ``(T, L, B)``
+arrays from the forward (the alphas and the emissions), no per-step
+residuals of a differentiated scan.
 """
 
 import functools
@@ -33,7 +56,7 @@ def _lse3(a, b, c):
     """``log(exp(a) + exp(b) + exp(c))``, two exponentials: the largest term is 1 (NEG stays about NEG)."""
     hi, lo = jnp.maximum(a, b), jnp.minimum(a, b)
     top, mid = jnp.maximum(hi, c), jnp.minimum(hi, c)
-    return top + jnp.log(1 + jnp.exp(mid - top) + jnp.exp(lo - top))
+    return top + jnp.log1p(jnp.exp(mid - top) + jnp.exp(lo - top))
 
 
 def _states(labels, blank_id):
@@ -115,7 +138,7 @@ def _recursion(e, active, start, skip, *, reverse):
     """
     num_s, n = e.shape[1:]
     if reverse:  # beta_t(s) reads s + 2 when state s + 2 may be entered from s
-        skip = jnp.concatenate([skip[2:], jnp.zeros((2, n), bool)])
+        skip = jnp.concatenate([skip, jnp.zeros((2, n), bool)])[2:]
     no_skip = jnp.asarray(NEG, e.dtype)
     rows = jnp.full((2, n), NEG, e.dtype)
     # the rows of the states, and of the states one and two steps back along the recursion
