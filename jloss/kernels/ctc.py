@@ -56,7 +56,7 @@ def _lse3(a, b, c):
     """``log(exp(a) + exp(b) + exp(c))``, two exponentials: the largest term is 1 (NEG stays about NEG)."""
     hi, lo = jnp.maximum(a, b), jnp.minimum(a, b)
     top, mid = jnp.maximum(hi, c), jnp.minimum(hi, c)
-    return top + jnp.log1p(jnp.exp(mid - top) + jnp.exp(lo - top))
+    return top + jnp.log(1 + jnp.exp(mid - top) + jnp.exp(lo - top))
 
 
 def _states(labels, blank_id):
