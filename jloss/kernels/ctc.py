@@ -59,17 +59,13 @@ def _lse3(a, b, c):
     return top + jnp.log(1 + jnp.exp(mid - top) + jnp.exp(lo - top))
 
 
-def _states(labels, blank_id):
-    """Extended labels ``ext`` (B, 2S + 1) and ``skip`` (B, 2S + 1): state s may be
-    entered from s - 2 (a label that differs from the previous label)."""
+def _skips(labels):
+    """(2S + 1, B): state s may be entered from s - 2 (a label that differs from the previous
+    label; never a blank)."""
     n, s = labels.shape
-    blank = jnp.full((n, s), blank_id, labels.dtype)
-    ext = jnp.concatenate([jnp.stack([blank, labels], -1).reshape(n, 2 * s), blank[:, :1]], -1)
     differs = jnp.concatenate([jnp.zeros((n, 1), bool), labels[:, 1:] != labels[:, :-1]], -1)
-    skip = jnp.concatenate(
-        [jnp.stack([jnp.zeros((n, s), bool), differs], -1).reshape(n, 2 * s),
-         jnp.zeros((n, 1), bool)], -1)
-    return ext, skip
+    skip = jnp.stack([jnp.zeros((n, s), bool), differs], -1).reshape(n, 2 * s)
+    return jnp.concatenate([skip, jnp.zeros((n, 1), bool)], -1).T
 
 
 def _emissions(logits, labels, blank_id, kept):
@@ -165,14 +161,13 @@ def _recursion(e, active, start, skip, *, reverse):
 
 
 def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
-    _, skip = _states(labels, blank_id)
     kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]  # (B, T)
     e, m, lse_rel = _emissions(logits, labels, blank_id, kept)
     num_s, n = e.shape[1:]
     active = kept.T
     states = jnp.arange(num_s)[:, None]
     start = jnp.broadcast_to(jnp.where(states == 0, 0.0, NEG).astype(e.dtype), (num_s, n))
-    last, scale, pre_alpha = _recursion(e, active, start, skip.T, reverse=False)
+    last, scale, pre_alpha = _recursion(e, active, start, _skips(labels), reverse=False)
     ends = _final_states(label_lengths, num_s)
     log_z = scale + jax.nn.logsumexp(jnp.where(ends, last.T, NEG), axis=-1)
     res = (logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel)
@@ -181,14 +176,13 @@ def _ctc_fwd(logits, labels, logit_lengths, label_lengths, blank_id):
 
 def _ctc_bwd(blank_id, res, g):
     logits, labels, logit_lengths, label_lengths, e, pre_alpha, log_z, m, lse_rel = res
-    _, skip = _states(labels, blank_id)
     kept = jnp.arange(logits.shape[1])[None, :] < logit_lengths[:, None]
     num_s = e.shape[1]
     active = kept.T
     possible = log_z > NEG / 2
     # a virtual state after the last blank: one step back it puts 0 on 2U and 2U - 1
     end = jnp.where(jnp.arange(num_s)[:, None] == 2 * label_lengths[None, :], 0.0, NEG)
-    _, _, beta = _recursion(e, active, end.astype(e.dtype), skip.T, reverse=True)
+    _, _, beta = _recursion(e, active, end.astype(e.dtype), _skips(labels), reverse=True)
     # occupations: each frame's posterior over the states, normalised per frame (they sum to 1)
     joint = pre_alpha + e + beta
     top = jnp.max(joint, axis=1, keepdims=True)
