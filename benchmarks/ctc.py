@@ -7,6 +7,8 @@ For each size (B sequences, T frames, K classes, S labels) it measures
 value-and-grad of the summed per-sequence loss w.r.t. the logits:
 
 - time: the median over rounds of interleaved runs (jloss, optax, jloss, optax, ...),
+- cpu ratio: the median over rounds of the ratio of the process CPU time of the two runs of a
+  round (steadier than wall time on a machine shared with other work),
 - memory: the compiled program's temporary memory,
   ``jax.jit(f).lower(...).compile().memory_analysis().temp_size_in_bytes``,
 - the largest difference between the two losses and between the two gradients.
@@ -59,15 +61,18 @@ def measure(size, rounds, per_round):
         results[name] = jax.block_until_ready(fn(*args))
         fns[name] = fn
     times = {name: [] for name in fns}
+    cpu = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.process_time()
             for _ in range(per_round):
                 jax.block_until_ready(fn(*args))
             times[name].append((time.perf_counter() - start) / per_round)
+            cpu[name].append(time.process_time() - start_cpu)
     ms = {name: 1e3 * statistics.median(t) for name, t in times.items()}
+    cpu_ratio = statistics.median(a / max(b, 1e-9) for a, b in zip(cpu["jloss"], cpu["optax"], strict=True))
     (vj, gj), (vo, go) = results["jloss"], results["optax"]
-    return ms, memory, abs(float(vj) - float(vo)), float(jnp.max(jnp.abs(gj - go)))
+    return ms, cpu_ratio, memory, abs(float(vj) - float(vo)), float(jnp.max(jnp.abs(gj - go)))
 
 
 def main():
@@ -78,13 +83,13 @@ def main():
     args = parser.parse_args()
     print(f"jax {jax.__version__}, optax {optax.__version__}, device {jax.devices()[0].device_kind}")
     print("value_and_grad of the summed CTC loss w.r.t. float32 logits; ratios are jloss / optax\n")
-    print("| B | T | K | S | jloss ms | optax ms | time ratio | jloss MiB | optax MiB | memory ratio "
-          "| loss diff | grad diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("| B | T | K | S | jloss ms | optax ms | time ratio | cpu ratio | jloss MiB | optax MiB "
+          "| memory ratio | loss diff | grad diff |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for size in QUICK if args.quick else CASES:
-        ms, mem, dv, dg = measure(size, args.rounds, args.per_round)
+        ms, cpu_ratio, mem, dv, dg = measure(size, args.rounds, args.per_round)
         print(f"| {' | '.join(map(str, size))} | {ms['jloss']:.1f} | {ms['optax']:.1f} | "
-              f"{ms['jloss'] / ms['optax']:.2f} | {mem['jloss'] / 2**20:.1f} | "
+              f"{ms['jloss'] / ms['optax']:.2f} | {cpu_ratio:.2f} | {mem['jloss'] / 2**20:.1f} | "
               f"{mem['optax'] / 2**20:.1f} | {mem['jloss'] / max(mem['optax'], 1):.2f} | "
               f"{dv:.1e} | {dg:.1e} |", flush=True)
 
