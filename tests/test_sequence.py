@@ -104,6 +104,16 @@ def test_repeats_need_a_blank_and_impossible_alignments():
         assert np.all(np.asarray(grad) == 0.0)
 
 
+def test_empty_label_sequences_are_all_blank():
+    """S = 0 (labels of shape (B, 0)): the only alignment is blank at every frame."""
+    x = jnp.asarray(np.random.default_rng(1).normal(size=(2, 4, 3)), jnp.float32)
+    empty = jnp.zeros((2, 0), jnp.int32)
+    value, grad = jax.value_and_grad(lambda x: jloss.ctc(x, empty, reduction="sum"))(x)
+    expected, expected_grad = jax.value_and_grad(lambda x: -jnp.sum(jax.nn.log_softmax(x)[..., 0]))(x)
+    np.testing.assert_allclose(float(value), float(expected), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(grad), np.asarray(expected_grad), atol=1e-6)
+
+
 def test_mean_is_torchs_mean_and_lengths_default_to_full():
     logits, labels, frames, units = _inputs()
     x, y = jnp.asarray(logits, jnp.float32), jnp.asarray(labels)

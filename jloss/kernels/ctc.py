@@ -63,7 +63,8 @@ def _skips(labels):
     """(2S + 1, B): state s may be entered from s - 2 (a label that differs from the previous
     label; never a blank)."""
     n, s = labels.shape
-    differs = jnp.concatenate([jnp.zeros((n, 1), bool), labels[:, 1:] != labels[:, :-1]], -1)
+    previous = jnp.concatenate([labels[:, :1], labels[:, :-1]], -1)  # the first: itself
+    differs = labels != previous
     skip = jnp.stack([jnp.zeros((n, s), bool), differs], -1).reshape(n, 2 * s)
     return jnp.concatenate([skip, jnp.zeros((n, 1), bool)], -1).T
 

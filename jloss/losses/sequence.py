@@ -11,6 +11,7 @@ support forward-mode autodiff applied to it directly (``jax.jvp``,
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -141,10 +142,11 @@ def _ctc(logits, labels, logit_lengths, label_lengths, weights, where, *, blank_
     mask = loss_mask(where, batch)
     bad = _bad_sequences(labels, logit_lengths, label_lengths, num_frames, num_classes, blank_id)
     safe = combine_masks(mask, ~bad)
-    x = fill_masked(logits, safe, 0).reshape(-1, num_frames, num_classes)
-    y = jnp.clip(fill_masked(labels, safe, 0), 0, num_classes - 1).reshape(-1, labels.shape[-1])
-    frames = fill_masked(logit_lengths, safe, 0).reshape(-1)
-    units = fill_masked(label_lengths, safe, 0).reshape(-1)
+    n = math.prod(batch)  # explicit: reshape(-1, 0) cannot infer it for empty label sequences
+    x = fill_masked(logits, safe, 0).reshape(n, num_frames, num_classes)
+    y = jnp.clip(fill_masked(labels, safe, 0), 0, num_classes - 1).reshape(n, labels.shape[-1])
+    frames = fill_masked(logit_lengths, safe, 0).reshape(n)
+    units = fill_masked(label_lengths, safe, 0).reshape(n)
     loss = ctc_nll(x, y, frames, units, blank_id).reshape(batch)
     if zero_infinity:
         loss = jnp.where(jnp.isinf(loss), 0, loss)
