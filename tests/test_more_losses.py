@@ -187,7 +187,8 @@ def test_multilabel_margin_labels():
 def test_multilabel_margin_counts_match_every_pair_far_from_zero():
     # the sorted-count form: equal to the pairwise sum (float64) and its gradient, also at
     # scores near 1e3, where sum_j k_j (1 - s_j) + sum_i c_i s_i would cancel without centring
-    scores = np.round(rng.normal(scale=1.5, size=(3, 7)), 2) + 1000.0
+    scores = (np.random.default_rng(7).normal(scale=1.5, size=(3, 7)) + 1000.0).astype(np.float32)
+    scores = scores.astype(np.float64)  # the float32 inputs, exactly
     labels = np.array([[2, 5, -1, 0, 0, 0, 0], [0, 1, 2, 3, 4, 5, 6], [6, 0, 3, -1, 1, 1, 1]])
     targets = [{2, 5}, set(range(7)), {6, 0, 3}]
 
