@@ -184,6 +184,28 @@ def test_multilabel_margin_labels():
     assert np.isnan(float(jax.jit(jloss.multilabel_margin)(scores, labels.at[0, 1].set(4))))
 
 
+def test_multilabel_margin_counts_match_every_pair_far_from_zero():
+    # the sorted-count form: equal to the pairwise sum (float64) and its gradient, also at
+    # scores near 1e3, where sum_j k_j (1 - s_j) + sum_i c_i s_i would cancel without centring
+    scores = (np.random.default_rng(7).normal(scale=1.5, size=(3, 7)) + 1000.0).astype(np.float32)
+    scores = scores.astype(np.float64)  # the float32 inputs, exactly
+    labels = np.array([[2, 5, -1, 0, 0, 0, 0], [0, 1, 2, 3, 4, 5, 6], [6, 0, 3, -1, 1, 1, 1]])
+    targets = [{2, 5}, set(range(7)), {6, 0, 3}]
+
+    def pairwise(s):
+        return [sum(max(0.0, 1 - (row[j] - row[i])) for j in y for i in range(7) if i not in y) / 7
+                for row, y in zip(s, targets, strict=True)]
+
+    value, grad = jax.value_and_grad(lambda s: jloss.multilabel_margin(s, labels, reduction="sum"))(
+        jnp.asarray(scores, jnp.float32))
+    np.testing.assert_allclose(float(value), sum(pairwise(scores)), rtol=1e-6)
+    step = np.zeros_like(scores)
+    step[0, 1] = 1e-4  # a non-target of row 0: its gradient counts the targets it violates
+    expected = (sum(pairwise(scores + step)) - sum(pairwise(scores - step))) / 2e-4
+    np.testing.assert_allclose(float(grad[0, 1]), expected, rtol=1e-6)
+    assert float(grad[1].sum()) == 0.0  # every class a target: nothing to rank
+
+
 # -------------------------------------------------------------- regression
 
 
@@ -328,6 +350,27 @@ def test_generalized_dice_is_dice_with_inverse_frequency_weights(x64):
     np.testing.assert_allclose(np.asarray(jloss.generalized_dice(x, t, reduction="none")),
                                np.asarray(jloss.dice(x, t, class_weights=w, reduction="none")),
                                rtol=1e-12)
+
+
+@pytest.mark.parametrize("activation", ["softmax", "sigmoid"])
+def test_dice_overlap_sums_blocked_over_positions(monkeypatch, activation):
+    # blocks of 2 positions over 5 (a loop and a remainder) give the one-block sums and gradients
+    from jloss.kernels import overlap
+
+    gen = np.random.default_rng(5)
+    x = jnp.asarray(gen.normal(size=(2, 5, 3)), jnp.float32)
+    t = jnp.asarray(gen.uniform(size=(2, 5, 3)), jnp.float32)
+
+    def run():  # a new function: traced again with the block size of the moment
+        def f(x, t):
+            sums = overlap.overlap_sums(activation, x, t)
+            return sum(jnp.sum(v * w) for v, w in zip(sums, (1.0, 2.0, -1.0), strict=True)), sums
+        return jax.jit(jax.grad(f, argnums=(0, 1), has_aux=True))(x, t)
+
+    whole = jax.tree_util.tree_leaves(run())
+    monkeypatch.setattr(overlap, "BLOCK_ELEMENTS", 12)
+    for a, b in zip(jax.tree_util.tree_leaves(run()), whole, strict=True):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
 
 
 def test_ranking_padding_may_hold_nan():

@@ -63,9 +63,13 @@ def upcast(x):
     bfloat16 (``benchmarks/losses.py``).
     """
     if x.dtype == jnp.bfloat16:
-        bits = jax.lax.bitcast_convert_type(x, jnp.uint16).astype(jnp.uint32) << 16
-        return jax.lax.bitcast_convert_type(bits, compute_dtype(x))
+        return from_bfloat16_bits(jax.lax.bitcast_convert_type(x, jnp.uint16))
     return x.astype(compute_dtype(x))
+
+
+def from_bfloat16_bits(bits):
+    """float32 values of bfloat16 numbers given by their ``uint16`` bits (exact: a shift)."""
+    return jax.lax.bitcast_convert_type(bits.astype(jnp.uint32) << 16, jnp.float32)
 
 
 def probs(logits, m, lse_rel):

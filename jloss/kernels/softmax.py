@@ -71,18 +71,18 @@ def _keeps_exp(smoothing_on, logits):
 
 
 def _softmax_stats(smoothing_on, logits):
-    """Forward: ``(kept, m, log sum exp(x - m))``, ``kept`` as :func:`_keeps_exp` says."""
+    """Forward: ``(kept, m, log sum exp(x - m), exp(x - m))``, ``kept`` as :func:`_keeps_exp` says."""
     m = row_max(logits)
     if _keeps_exp(smoothing_on, logits):
         kept = jnp.exp(relative(logits, m[:, None]))
-        return kept, m, jnp.log(jnp.sum(kept, axis=-1))
+        return kept, m, jnp.log(jnp.sum(kept, axis=-1)), kept
     # ``+ (-m)``: a broadcast of its own, which XLA does not merge with the backward's
     # ``- m`` (merged, it would be written out as an (N, C) array; see upcast). The clamp
     # of ``relative`` is applied to the logits, in their dtype: after the convert, XLA
     # would write the float32 copy too.
     x = jnp.minimum(logits, jnp.finfo(logits.dtype).max)
     e = jnp.exp(x.astype(m.dtype) + (-m)[:, None])
-    return logits, m, jnp.log(jnp.sum(e, axis=-1))
+    return logits, m, jnp.log(jnp.sum(e, axis=-1)), e
 
 
 def _softmax(smoothing_on, kept, m, lse_rel):
@@ -155,7 +155,7 @@ def sparse_ce_grad(p, finite, is_label, g, w_y, w_c, lse, smooth_mass, smoothing
 
 
 def _sparse_fwd(smoothing_on, logits, labels, smoothing, class_weights, z_loss):
-    kept, m, lse_rel = _softmax_stats(smoothing_on, logits)
+    kept, m, lse_rel, _ = _softmax_stats(smoothing_on, logits)
     w_y, w_c = _class_weights(class_weights, labels, m.dtype)
     x = upcast(logits)
     smooth_mass = smooth_sum = None
@@ -185,21 +185,23 @@ sparse_softmax_ce.defvjp(_sparse_fwd, _sparse_bwd)
 # ------------------------------------------------------- dense softmax CE
 
 
-def dense_softmax_ce(smoothing_on, logits, targets, smoothing, class_weights, z_loss):
+def dense_softmax_ce(smoothing_on, logits, targets, smoothing, class_weights, z_loss, epsilon=None):
     """Per-example ``sum_c a_c (-log p_c) + z lse^2``, ``a = ((1-s) t + s/C) w``.
 
     ``targets`` (N, C) probabilities, ``z_loss`` None for no z-loss term,
     ``smoothing_on`` (static) as for :func:`sparse_softmax_ce`. At a -inf
     logit the smoothing mass is dropped and any real target mass there makes
-    the loss +inf.
+    the loss +inf. ``epsilon`` not None adds the Poly-1 term
+    ``epsilon sum_c t'_c (1 - p_c)``, ``t' = (1-s) t + s/C`` (no class weights):
+    the same softmax serves both terms and the backward stays one pass.
     """
     return _dense_ce(smoothing_on, *vary_together(logits, targets), smoothing, class_weights,
-                     z_loss)
+                     z_loss, epsilon)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(0,))
-def _dense_ce(smoothing_on, logits, targets, smoothing, class_weights, z_loss):
-    return _dense_fwd(smoothing_on, logits, targets, smoothing, class_weights, z_loss)[0]
+def _dense_ce(smoothing_on, logits, targets, smoothing, class_weights, z_loss, epsilon):
+    return _dense_fwd(smoothing_on, logits, targets, smoothing, class_weights, z_loss, epsilon)[0]
 
 
 def _dense_target(targets, finite, smoothing, class_weights, dtype):
@@ -211,28 +213,45 @@ def _dense_target(targets, finite, smoothing, class_weights, dtype):
     return ((1 - smoothing) * t + jnp.where(finite, smoothing / finite.shape[-1], 0)) * w_c
 
 
-def _dense_fwd(smoothing_on, logits, targets, smoothing, class_weights, z_loss):
-    kept, m, lse_rel = _softmax_stats(smoothing_on, logits)
+def _dense_fwd(smoothing_on, logits, targets, smoothing, class_weights, z_loss, epsilon):
+    kept, m, lse_rel, e = _softmax_stats(smoothing_on, logits)
     shifted = relative(upcast(logits), m[:, None])
     finite = jnp.isfinite(shifted) if smoothing_on else None
     a = _dense_target(targets, finite, smoothing, class_weights, m.dtype)
     mass = jnp.sum(a, axis=-1)
     # sum_c a_c (lse_rel - shifted_c); a_c = 0 at a -inf logit adds 0, a_c > 0 there +inf
     loss = with_z_loss(mass * lse_rel - jnp.sum(times(a, shifted), axis=-1), z_loss, m + lse_rel)
-    return loss, (kept, logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss)
+    t_p = None
+    if epsilon is not None:
+        # sum_c t'_c (1 - p_c) = (1-s) (sum t - sum t p) + s (1 - 1/C), sum t p from the
+        # statistics' exp(x - m), in the same pass
+        t = targets.astype(m.dtype)
+        t_p = jnp.sum(t * e, axis=-1) * jnp.exp(-lse_rel)
+        poly = (1 - smoothing) * (jnp.sum(t, axis=-1) - t_p) + smoothing * (1 - 1 / logits.shape[-1])
+        loss = loss + epsilon * poly
+    return loss, (kept, logits, targets, m, lse_rel, mass, t_p, smoothing, class_weights, z_loss,
+                  epsilon)
 
 
 def _dense_bwd(smoothing_on, res, g):
-    kept, logits, targets, m, lse_rel, mass, smoothing, class_weights, z_loss = res
+    kept, logits, targets, m, lse_rel, mass, t_p, smoothing, class_weights, z_loss, epsilon = res
     p, finite = _softmax(smoothing_on, kept, m, lse_rel)
     a = _dense_target(targets, finite, smoothing, class_weights, m.dtype)
+    if epsilon is not None:
+        # d/dx_c of -e' sum_k t_k p_k, e' = epsilon (1 - s): -e' p_c (t_c - t_p); with the CE
+        # cotangent (mass p - a) it is (mass + e' t_p) p - (a + e' t p): one pass
+        poly = epsilon * (1 - smoothing)
+        mass = mass + poly * t_p
+        a = a + poly * targets.astype(m.dtype) * p
     grad = ce_cotangent(g, p, mass, a, m + lse_rel, z_loss)
     shifted = relative(upcast(logits), m[:, None])
     _, w_c = _class_weights(class_weights, None, m.dtype)
     nll = jnp.where(jnp.isfinite(shifted), lse_rel[:, None] - shifted, 0)
+    if epsilon is not None:
+        nll = nll + epsilon * (1 - p)
     dtargets = g[:, None] * (1 - smoothing) * w_c * nll
     return (grad.astype(logits.dtype), dtargets.astype(targets.dtype), zero_cotangent(smoothing),
-            zero_cotangent(class_weights), zero_cotangent(z_loss))
+            zero_cotangent(class_weights), zero_cotangent(z_loss), zero_cotangent(epsilon))
 
 
 _dense_ce.defvjp(_dense_fwd, _dense_bwd)

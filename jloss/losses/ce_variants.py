@@ -1,7 +1,7 @@
 """Cross-entropy variants: PolyLoss and the generalized (noise-robust) cross-entropy.
 
 ``poly_cross_entropy`` adds a polynomial term to the cross-entropy of probability
-targets (it reuses the dense softmax-CE kernel); ``generalized_cross_entropy``
+targets (the dense softmax-CE kernel computes both terms); ``generalized_cross_entropy``
 interpolates between cross-entropy (q -> 0) and MAE on the probability (q = 1)
 for training with noisy labels.
 """
@@ -16,7 +16,6 @@ from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_sparse_labels, class_axis, row_masks, sparse_rows, to_rows
 from jloss._core.reduce import constant, fill_masked, loss_mask, reduce_loss
 from jloss.kernels.softmax import dense_softmax_ce
-from jloss.losses.labels import smooth_labels
 
 
 def poly_cross_entropy(logits, targets, *, epsilon=2.0, axis=-1, label_smoothing=0.0,
@@ -31,8 +30,9 @@ def poly_cross_entropy(logits, targets, *, epsilon=2.0, axis=-1, label_smoothing
     (``epsilon < 0``, imbalanced detection); ``epsilon = 0`` is
     :func:`categorical_cross_entropy`. As optax ``poly_loss_cross_entropy``
     (which has no label smoothing; here both terms use the smoothed targets).
-    The cross-entropy term is the custom-VJP kernel: no forward-mode autodiff
-    (``jax.jvp``, ``jax.jacfwd``) applied directly.
+    Both terms come from one custom-VJP softmax kernel (one softmax, a
+    one-pass backward): no forward-mode autodiff (``jax.jvp``, ``jax.jacfwd``)
+    applied directly.
 
     Args:
       logits: ``(..., C, ...)`` float array; ``axis`` is the class axis.
@@ -79,12 +79,8 @@ def _poly(logits, targets, epsilon, smoothing, weights, where, *, axis, smoothin
     loss_shape, mask, row_mask = row_masks(logits.shape, axis, where)
     x = fill_masked(to_rows(logits, axis), row_mask, 0)
     t = fill_masked(to_rows(targets, axis), row_mask, 0)
-    smoothing = jnp.asarray(smoothing)
-    dtype = compute_dtype(x, t)
-    ce = dense_softmax_ce(smoothing_on, x, t, smoothing, None, None)
-    smoothed = smooth_labels(t.astype(dtype), smoothing)
-    p = jax.nn.softmax(x.astype(dtype), axis=-1)
-    loss = ce + epsilon * jnp.sum(smoothed * (1 - p), axis=-1)
+    loss = dense_softmax_ce(smoothing_on, x, t, jnp.asarray(smoothing), None, None,
+                            jnp.asarray(epsilon))
     return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
 
 

@@ -20,7 +20,7 @@ from jloss._core.layout import (
     to_rows,
 )
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import keep_inputs
+from jloss.kernels.common import keep_inputs, times
 from jloss.kernels.sigmoid import sigmoid_bce
 
 
@@ -435,7 +435,8 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
     Multi-label classification with a ranking margin: the set ``Y`` of target
     classes of an example is read from ``labels``, class indices padded with
     -1 (the indices up to the first -1 count, the rest is ignored). As torch
-    ``multilabel_margin_loss``.
+    ``multilabel_margin_loss``. Computed from sorted scores in O(C log C) per
+    example (counts of margin violations), not by comparing every pair.
 
     Args:
       scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
@@ -485,13 +486,47 @@ def _multilabel_margin(scores, labels, weights, where, *, axis, reduction):
     num_classes = x.shape[-1]
     listed = jnp.cumprod(y != -1, axis=-1).astype(bool)
     valid = ~jnp.any(listed & ((y < 0) | (y >= num_classes)), axis=-1)
-    classes = jnp.arange(num_classes)
-    is_target = jnp.any(listed[:, :, None] & (y[:, :, None] == classes), axis=1)
-    pair = is_target[:, :, None] & ~is_target[:, None, :]  # (N, target j, other i)
-    hinge = jnp.maximum(0, 1 - (x[:, :, None] - x[:, None, :]))
-    loss = jnp.sum(jnp.where(pair, hinge, 0), axis=(1, 2)) / num_classes
+    rows = jnp.arange(x.shape[0])[:, None]
+    column = jnp.where(listed & valid[:, None], y, num_classes)  # unlisted: a spare column
+    is_target = jnp.zeros((x.shape[0], num_classes + 1), bool).at[rows, column].set(True)[:, :num_classes]
+    loss = _ranked_hinge(x, is_target) / num_classes
     loss = jnp.where(valid, loss, jnp.nan).reshape(loss_shape)
     return reduce_loss(loss, mask, weights, reduction)
+
+
+def _ranked_hinge(x, is_target):
+    """Per row ``sum_{j target} sum_{i other} max(0, 1 - x_j + x_i)`` in O(C log C), not O(C^2).
+
+    With ``k_j`` the number of other classes that violate target ``j``'s
+    margin (``x_i > x_j - 1``) and ``c_i`` the number of targets whose margin
+    class ``i`` violates, the sum is ``sum_j k_j (1 - x_j) + sum_i c_i x_i``:
+    two sorts and binary searches count the violations. The counts are
+    constant almost everywhere, so the gradient is ``c_i - k_j``, as the
+    pairwise sum's. Scores are taken relative to the row mean (the loss
+    does not change): ``k_j x_j`` and ``c_i x_i`` then stay as small as the
+    score differences, as the pairwise terms are.
+    """
+    finite = jnp.isfinite(x)
+    center = jnp.sum(jnp.where(finite, x, 0), axis=-1) / jnp.maximum(jnp.sum(finite, axis=-1), 1)
+    x = x - jax.lax.stop_gradient(center)[:, None]
+    z = jax.lax.stop_gradient(x)
+    key = _sort_key(z)
+    last = jnp.iinfo(key.dtype).max  # after every score's key
+    others = jnp.sort(jnp.where(is_target, last, key), axis=-1)
+    targets = jnp.sort(jnp.where(is_target, key, last), axis=-1)
+    count_below = jax.vmap(functools.partial(jnp.searchsorted, side="right"))
+    count_under = jax.vmap(functools.partial(jnp.searchsorted, side="left"))
+    num_others = jnp.sum(~is_target, axis=-1, keepdims=True)
+    k = jnp.where(is_target, num_others - count_below(others, _sort_key(z - 1)), 0)
+    c = jnp.where(is_target, 0, count_under(targets, _sort_key(z + 1)))
+    total = jnp.sum(times(k.astype(x.dtype), 1 - x) + times(c.astype(x.dtype), x), axis=-1)
+    return jnp.where(jnp.any(jnp.isnan(z), axis=-1), jnp.nan, total)
+
+
+def _sort_key(v):
+    """Integer keys that order as the floats ``v`` (sorting them is several times faster on CPU)."""
+    bits = jax.lax.bitcast_convert_type(v, jnp.dtype(f"int{8 * v.dtype.itemsize}"))
+    return jnp.where(bits < 0, bits ^ jnp.iinfo(bits.dtype).max, bits)
 
 
 def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weights=None,

@@ -22,6 +22,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_class_vector
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.overlap import overlap_sums
 
 ACTIVATIONS = ("softmax", "sigmoid")
 _FREQUENCY_EPS = 1e-7  # generalized Dice: weights 1 / (frequency^2 + eps), as optax
@@ -187,17 +188,11 @@ def _dice(logits, targets, smooth, alpha, beta, class_weights, weights, where, *
     mask = loss_mask(where, logits.shape[:1])
     dtype = compute_dtype(logits, targets)
     num_classes = logits.shape[axis]
-    x = _as_rows(logits, axis)
-    if from_logits:
-        x = fill_masked(x, mask, 0).astype(dtype)
-        p = jax.nn.softmax(x, axis=-1) if activation == "softmax" else jax.nn.sigmoid(x)
-    else:
-        p = fill_masked(x, mask, 1 / num_classes if activation == "softmax" else 0.5).astype(dtype)
+    fill = 0 if from_logits else 1 / num_classes if activation == "softmax" else 0.5
+    x = fill_masked(_as_rows(logits, axis), mask, fill)
     # masked examples: targets 1, so their overlap is positive and nothing divides by 0
-    t = fill_masked(_as_rows(targets, axis), mask, 1).astype(dtype)
-    overlap = jnp.sum(p * t, axis=1)
-    predicted = jnp.sum(p, axis=1)
-    target = jnp.sum(t, axis=1)
+    t = fill_masked(_as_rows(targets, axis), mask, 1)
+    overlap, predicted, target = overlap_sums(activation if from_logits else None, x, t)
     score = (overlap + smooth) / (overlap + alpha * (predicted - overlap)
                                   + beta * (target - overlap) + smooth)
     per_class = 1 - score  # (B, C)
