@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from _registry import CASES, to_jax
 from jax.test_util import check_grads
 
 import jloss
@@ -369,3 +370,11 @@ def test_checked_wraps_a_train_step_and_leaves_the_plain_step_alone(parallel):
     chex.assert_trees_all_close(safe_state.params, plain_state.params, rtol=1e-6)
     _, metrics = jax.block_until_ready(step(state, (x, labels.at[3].set(7))))
     assert np.isnan(float(metrics["loss"]))  # the plain step cannot raise: NaN
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda c: c.name)
+def test_every_loss_takes_nested_lists(case):
+    """Every loss of the registry takes its inputs as nested Python lists, as it takes arrays."""
+    args = to_jax(case, case.make(np.random.default_rng(0), (3,), {}))
+    expected = float(case.fn(*args))
+    assert float(case.fn(*(np.asarray(a).tolist() for a in args))) == pytest.approx(expected, rel=1e-6)

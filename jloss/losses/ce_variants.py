@@ -61,6 +61,7 @@ def poly_cross_entropy(logits, targets, *, epsilon=2.0, axis=-1, label_smoothing
       Leng et al. (2022), PolyLoss: a polynomial expansion perspective of
       classification loss functions, ICLR.
     """
+    logits, targets, weights, where = checks.array_likes(logits, targets, weights, where)
     axis, loss_shape, _ = class_axis(logits, axis, reduction, weights, where)
     checks.check_same_shape(logits=logits, targets=targets)
     checks.check_float(targets=targets)
@@ -121,6 +122,7 @@ def generalized_cross_entropy(logits, labels, *, q=0.5, axis=-1, weights=None, w
       Zhang & Sabuncu (2018), Generalized cross entropy loss for training deep
       neural networks with noisy labels, NeurIPS.
     """
+    logits, labels, weights, where = checks.array_likes(logits, labels, weights, where)
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")
     checks.check_range("q", q, low=0, high=1, low_open=True)

@@ -279,6 +279,7 @@ def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
     References:
       PyTorch ``torch.nn.functional.soft_margin_loss``.
     """
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     _sign_checks(scores, labels, weights, where, reduction)
     return _signed(_soft_margin, scores, labels, weights, where, reduction=reduction)
 
@@ -313,6 +314,7 @@ def perceptron(scores, labels, *, weights=None, where=None, reduction="mean"):
     References:
       Rosenblatt (1958), The perceptron; optax ``perceptron_loss``.
     """
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     _sign_checks(scores, labels, weights, where, reduction)
     return _signed(_perceptron, scores, labels, weights, where, reduction=reduction)
 
@@ -381,6 +383,7 @@ def crammer_singer_hinge(scores, labels, *, margin=1.0, axis=-1, weights=None, w
       Crammer & Singer (2001), On the algorithmic implementation of multiclass
       kernel-based vector machines, JMLR.
     """
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     axis = _sparse_margin_checks(scores, labels, axis, weights, where, reduction)
     checks.check_range("margin", margin)
     return _best_other(scores, labels, margin, weights, where, axis=axis, reduction=reduction)
@@ -420,6 +423,7 @@ def multiclass_perceptron(scores, labels, *, axis=-1, weights=None, where=None,
       Collins (2002), discriminative training methods for hidden Markov models;
       optax ``multiclass_perceptron_loss``.
     """
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     axis = _sparse_margin_checks(scores, labels, axis, weights, where, reduction)
     return _best_other(scores, labels, None, weights, where, axis=axis, reduction=reduction)
 
@@ -462,6 +466,7 @@ def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, redu
     References:
       PyTorch ``torch.nn.functional.multilabel_margin_loss``.
     """
+    scores, labels, weights, where = checks.array_likes(scores, labels, weights, where)
     axis, loss_shape, num_classes = class_axis(scores, axis, reduction, weights, where, "scores")
     checks.check_same_shape(scores=scores, labels=labels)
     checks.check_integer(labels=labels)
@@ -564,6 +569,8 @@ def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weigh
     References:
       PyTorch ``torch.nn.functional.multilabel_soft_margin_loss``.
     """
+    logits, labels, class_weights, weights, where = checks.array_likes(
+        logits, labels, class_weights, weights, where)
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     checks.check_same_shape(logits=logits, labels=labels)
     check_class_vector("class_weights", class_weights, num_classes)

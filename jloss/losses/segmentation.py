@@ -106,6 +106,8 @@ def dice(logits, targets, *, from_logits=True, activation="softmax", smooth=1.0,
       Milletari, Navab & Ahmadi (2016), V-Net, 3DV; Salehi, Erdogmus & Gholipour
       (2017), Tversky loss function for image segmentation, MLMI; optax ``dice_loss``.
     """
+    logits, targets, class_weights, weights, where = checks.array_likes(
+        logits, targets, class_weights, weights, where)
     axis, loss_shape = _segmentation_checks(logits, targets, axis, weights, where, reduction)
     if activation not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
@@ -172,6 +174,7 @@ def generalized_dice(logits, targets, *, smooth=1.0, ignore_background=False, ax
       Sudre et al. (2017), Generalised Dice overlap as a deep learning loss function
       for highly unbalanced segmentations, DLMIA; optax ``multiclass_generalized_dice_loss``.
     """
+    logits, targets, weights, where = checks.array_likes(logits, targets, weights, where)
     axis, loss_shape = _segmentation_checks(logits, targets, axis, weights, where, reduction)
     checks.check_range("smooth", smooth, low=0)
     _check_targets(targets, axis, loss_mask(where, loss_shape))

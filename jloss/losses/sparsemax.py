@@ -69,6 +69,7 @@ def sparsemax(x, *, axis=-1):
       Martins & Astudillo (2016), From softmax to sparsemax: a sparse model of
       attention and multi-label classification, ICML.
     """
+    x = checks.array_likes(x)
     checks.check_float(x=x)
     axis = checks.check_axis(axis, jnp.ndim(x), "x")
     return _sparsemax(x, axis=axis)
@@ -114,6 +115,7 @@ def sparsemax_loss(logits, labels, *, axis=-1, weights=None, where=None, reducti
       Martins & Astudillo (2016), From softmax to sparsemax, ICML; Blondel,
       Martins & Niculae (2020), Learning with Fenchel-Young losses, JMLR.
     """
+    logits, labels, weights, where = checks.array_likes(logits, labels, weights, where)
     axis, loss_shape, num_classes = class_axis(logits, axis, reduction, weights, where)
     check_sparse_labels(labels, logits, axis, loss_shape, "logits")
     checks.check_class_labels(labels, num_classes, loss_mask(where, loss_shape))
@@ -166,6 +168,7 @@ def binary_sparsemax_loss(logits, labels, *, weights=None, where=None, reduction
     References:
       Blondel, Martins & Niculae (2020), Learning with Fenchel-Young losses, JMLR (Sec. 4.4).
     """
+    logits, labels, weights, where = checks.array_likes(logits, labels, weights, where)
     checks.check_float(logits=logits)
     checks.check_same_shape(logits=logits, labels=labels)
     checks.check_convention(reduction, weights, where, jnp.shape(logits))
