@@ -94,7 +94,9 @@ def info_nce(queries, keys, *, temperature=0.07, labels=None, symmetric=False, a
         sharded over: the keys (and for ``symmetric``, the queries) of every
         device are all-gathered as negatives, and ``"sum"`` / ``"mean"``
         reduce over the global batch (the same value on every device);
-        ``"none"`` returns the local rows' losses.
+        ``"none"`` returns the local rows' losses. With float16 / bfloat16
+        inputs the backward gathers them again rather than keeping float32
+        copies.
       weights, where, reduction: the package convention, per query. With
         ``labels=None`` a masked pair also leaves the negatives.
 
