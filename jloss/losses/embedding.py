@@ -221,9 +221,17 @@ def triplet_margin(anchors, positives, negatives, *, margin=1.0, p=2.0, eps=1e-6
                     axis=axis, reduction=reduction)
 
 
-def _distance(x, y, p, eps):
-    """``||x - y + eps||_p`` per row, with a zero (sub)gradient at distance 0."""
-    total = jnp.sum(jnp.abs(x - y + eps) ** p, axis=-1)
+def _distance(x, y, p, eps, dtype):
+    """``||x - y + eps||_p`` per row in ``dtype``, with a zero (sub)gradient at distance 0.
+
+    The elementwise powers run under :func:`~jloss.kernels.common.keep_inputs`
+    (in half precision the backward recomputes them from the input rows); the
+    row sums are kept, not recomputed.
+    """
+    def powers(x, y):
+        return jnp.abs(x.astype(dtype) - y.astype(dtype) + eps) ** p
+
+    total = jnp.sum(keep_inputs(powers, x, y), axis=-1)
     positive = total > 0
     return jnp.where(positive, jnp.where(positive, total, 1) ** (1 / p), 0)
 
@@ -231,13 +239,13 @@ def _distance(x, y, p, eps):
 @functools.partial(jax.jit, static_argnames=("swap", "axis", "reduction"))
 def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, swap, axis,
              reduction):
-    def loss(a, pos, neg):
-        d_neg = _distance(a, neg, p, eps)
-        if swap:
-            d_neg = jnp.minimum(d_neg, _distance(pos, neg, p, eps))
-        return jnp.maximum(0, _distance(a, pos, p, eps) - d_neg + margin)
-
-    loss_shape, mask, loss = _per_vector(loss, where, anchors, positives, negatives, axis=axis)
+    loss_shape, mask, row_mask = row_masks(anchors.shape, axis, where)
+    dtype = compute_dtype(anchors, positives, negatives)
+    a, pos, neg = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
+    d_neg = _distance(a, neg, p, eps, dtype)
+    if swap:
+        d_neg = jnp.minimum(d_neg, _distance(pos, neg, p, eps, dtype))
+    loss = jnp.maximum(0, _distance(a, pos, p, eps, dtype) - d_neg + margin)
     return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
 
 
