@@ -221,17 +221,8 @@ def triplet_margin(anchors, positives, negatives, *, margin=1.0, p=2.0, eps=1e-6
                     axis=axis, reduction=reduction)
 
 
-def _distance(x, y, p, eps, dtype):
-    """``||x - y + eps||_p`` per row in ``dtype``, with a zero (sub)gradient at distance 0.
-
-    The elementwise powers run under :func:`~jloss.kernels.common.keep_inputs`
-    (in half precision the backward recomputes them from the input rows); the
-    row sums are kept, not recomputed.
-    """
-    def powers(x, y):
-        return jnp.abs(x.astype(dtype) - y.astype(dtype) + eps) ** p
-
-    total = jnp.sum(keep_inputs(powers, x, y), axis=-1)
+def _root(total, p):
+    """``total ** (1 / p)``, with a zero (sub)gradient at 0."""
     positive = total > 0
     return jnp.where(positive, jnp.where(positive, total, 1) ** (1 / p), 0)
 
@@ -241,11 +232,20 @@ def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, s
              reduction):
     loss_shape, mask, row_mask = row_masks(anchors.shape, axis, where)
     dtype = compute_dtype(anchors, positives, negatives)
-    a, pos, neg = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
-    d_neg = _distance(a, neg, p, eps, dtype)
+
+    def powers(a, pos, neg):
+        """``|x - y + eps|^p`` elementwise for the pairs (a, pos), (a, neg) [and (pos, neg)]."""
+        a, pos, neg = a.astype(dtype), pos.astype(dtype), neg.astype(dtype)
+        pairs = ((a, pos), (a, neg), (pos, neg)) if swap else ((a, pos), (a, neg))
+        return [jnp.abs(x - y + eps) ** p for x, y in pairs]
+
+    # in half precision the backward recomputes the powers from the input rows; the row
+    # sums are kept, and each input's cotangent is summed in float32 before its one cast
+    rows = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
+    d_pos, d_neg, *d_swap = (_root(jnp.sum(t, axis=-1), p) for t in keep_inputs(powers, *rows))
     if swap:
-        d_neg = jnp.minimum(d_neg, _distance(pos, neg, p, eps, dtype))
-    loss = jnp.maximum(0, _distance(a, pos, p, eps, dtype) - d_neg + margin)
+        d_neg = jnp.minimum(d_neg, d_swap[0])
+    loss = jnp.maximum(0, d_pos - d_neg + margin)
     return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
 
 
