@@ -16,6 +16,7 @@ the loss of ``x[m], y[m]`` (padding rows may hold anything, NaN included).
 """
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -24,6 +25,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import class_axis, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 from jloss.kernels.contrastive import sigmoid_losses
 
 _EPS = 1e-12  # as torch.nn.functional.normalize
@@ -92,7 +94,9 @@ def info_nce(queries, keys, *, temperature=0.07, labels=None, symmetric=False, a
         sharded over: the keys (and for ``symmetric``, the queries) of every
         device are all-gathered as negatives, and ``"sum"`` / ``"mean"``
         reduce over the global batch (the same value on every device);
-        ``"none"`` returns the local rows' losses.
+        ``"none"`` returns the local rows' losses. With float16 / bfloat16
+        inputs the backward gathers them again rather than keeping float32
+        copies.
       weights, where, reduction: the package convention, per query. With
         ``labels=None`` a masked pair also leaves the negatives.
 
@@ -145,24 +149,32 @@ def _info_nce(queries, keys, temperature, labels, weights, where, *, symmetric, 
     loss_shape = queries.shape[:-1]
     mask = loss_mask(where, loss_shape)
     rows = None if mask is None else mask.reshape(-1)
-    q = _normalized(to_rows(queries, -1), rows)
     paired = labels is None
-    k = _normalized(to_rows(keys, -1), rows if paired else None)
-    keep = jnp.ones(q.shape[:1], bool) if rows is None else rows
-    keys_keep = keep if paired else jnp.ones(k.shape[:1], bool)
-    all_keys = _gather(k, axis_name)
+    n = math.prod(loss_shape)
+    keep = jnp.ones((n,), bool) if rows is None else rows
+    keys_keep = keep if paired else jnp.ones(keys.shape[:1], bool)
     all_keep = _gather(keys_keep, axis_name)
+    num_keys = all_keep.shape[0]
     if paired:
-        targets = _offset(q.shape[0], axis_name) + jnp.arange(q.shape[0])
+        targets = _offset(n, axis_name) + jnp.arange(n)
     else:
         targets = fill_masked(labels.reshape(-1), rows, 0)
-    valid = (targets >= 0) & (targets < all_keys.shape[0])
-    targets = jnp.clip(targets, 0, all_keys.shape[0] - 1)
-    loss = _cross_entropy(q, all_keys, all_keep, targets, temperature)
-    if symmetric:
-        back = _cross_entropy(k, _gather(q, axis_name), _gather(keep, axis_name), targets,
-                              temperature)
-        loss = (loss + back) / 2
+    valid = (targets >= 0) & (targets < num_keys)
+    targets = jnp.clip(targets, 0, num_keys - 1)
+
+    def per_query(queries, keys):
+        # from the raw rows: in half precision the backward normalises and gathers again
+        # rather than keeping float32 rows and (N, M) similarities
+        q = _normalized(queries, rows)
+        k = _normalized(keys, rows if paired else None)
+        loss = _cross_entropy(q, _gather(k, axis_name), all_keep, targets, temperature)
+        if symmetric:
+            back = _cross_entropy(k, _gather(q, axis_name), _gather(keep, axis_name), targets,
+                                  temperature)
+            loss = (loss + back) / 2
+        return loss
+
+    loss = keep_inputs(per_query, to_rows(queries, -1), to_rows(keys, -1))
     loss = jnp.where(valid, loss, jnp.nan).reshape(loss_shape)
     return reduce_loss(loss, mask, weights, reduction, axis_name=axis_name)
 
@@ -223,9 +235,14 @@ def _sigmoid_contrastive(x, y, temperature, bias, weights, where, *, axis_name, 
     loss_shape = x.shape[:-1]
     mask = loss_mask(where, loss_shape)
     rows = None if mask is None else mask.reshape(-1)
-    a = _normalized(to_rows(x, -1), rows)
-    b = _normalized(to_rows(y, -1), rows)
-    keep = jnp.ones(a.shape[:1], a.dtype) if rows is None else rows.astype(a.dtype)
-    t = jnp.asarray(temperature, a.dtype)
-    loss = sigmoid_losses(a, b, keep, t, jnp.asarray(bias, a.dtype), axis_name)
+
+    def per_row(x, y):
+        # from the raw rows: in half precision the backward normalises again rather than
+        # keeping float32 rows (the ring's residuals) and (N, N) blocks
+        a, b = _normalized(x, rows), _normalized(y, rows)
+        keep = jnp.ones(a.shape[:1], a.dtype) if rows is None else rows.astype(a.dtype)
+        t = jnp.asarray(temperature, a.dtype)
+        return sigmoid_losses(a, b, keep, t, jnp.asarray(bias, a.dtype), axis_name)
+
+    loss = keep_inputs(per_row, to_rows(x, -1), to_rows(y, -1))
     return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction, axis_name=axis_name)

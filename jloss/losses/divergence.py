@@ -155,10 +155,15 @@ def generalized_kl_divergence(log_predictions, targets, *, axis=-1, weights=None
 def _generalized_kl(log_predictions, targets, weights, where, *, axis, reduction):
     loss_shape, mask, row_mask = row_masks(log_predictions.shape, axis, where)
     dtype = compute_dtype(log_predictions, targets)
-    log_q = fill_masked(to_rows(log_predictions, axis), row_mask, 0).astype(dtype)
-    t = fill_masked(to_rows(targets, axis), row_mask, 1).astype(dtype)
-    present = t > 0
-    safe_t = jnp.where(present, t, 1)
-    # where t = 0 only q remains: a -inf log q there gives 0, never 0 * inf
-    terms = jnp.where(present, t * (jnp.log(safe_t) - log_q), 0) - t + jnp.exp(log_q)
-    return reduce_loss(jnp.sum(terms, axis=-1).reshape(loss_shape), mask, weights, reduction)
+
+    def loss(log_q, t):
+        log_q, t = log_q.astype(dtype), t.astype(dtype)
+        present = t > 0
+        safe_t = jnp.where(present, t, 1)
+        # where t = 0 only q remains: a -inf log q there gives 0, never 0 * inf
+        terms = jnp.where(present, t * (jnp.log(safe_t) - log_q), 0) - t + jnp.exp(log_q)
+        return jnp.sum(terms, axis=-1)
+
+    loss = keep_inputs(loss, fill_masked(to_rows(log_predictions, axis), row_mask, 0),
+                       fill_masked(to_rows(targets, axis), row_mask, 1))
+    return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)

@@ -20,6 +20,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 
 
 def _inv_norm(x, eps, keepdims=False):
@@ -38,11 +39,16 @@ def _cosine(a, b, eps):
     return jnp.sum(a * b, axis=-1) * _inv_norm(a, eps) * _inv_norm(b, eps)
 
 
-def _vector_rows(where, dtype, *arrays, axis):
-    """(loss_shape, mask, the vector arguments as (N, D) rows in ``dtype``, masked rows 0)."""
+def _per_vector(fn, where, *arrays, axis):
+    """(loss_shape, mask, ``fn`` of the vector arguments as (N, D) rows in the compute dtype).
+
+    Masked rows are 0. ``fn`` runs under :func:`~jloss.kernels.common.keep_inputs`:
+    in half precision the backward keeps the input rows, not their float32 copies.
+    """
     loss_shape, mask, row_mask = row_masks(arrays[0].shape, axis, where)
-    rows = tuple(fill_masked(to_rows(a, axis), row_mask, 0).astype(dtype) for a in arrays)
-    return loss_shape, mask, rows
+    dtype = compute_dtype(*arrays)
+    rows = (fill_masked(to_rows(a, axis), row_mask, 0) for a in arrays)
+    return loss_shape, mask, keep_inputs(lambda *r: fn(*(x.astype(dtype) for x in r)), *rows)
 
 
 def _vector_checks(arrays, axis, weights, where, reduction):
@@ -103,10 +109,9 @@ def cosine_distance(predictions, targets, *, axis=-1, eps=1e-8, weights=None, wh
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _cosine_distance(predictions, targets, eps, weights, where, *, axis, reduction):
-    loss_shape, mask, (p, t) = _vector_rows(where, compute_dtype(predictions, targets), predictions,
-                                            targets, axis=axis)
-    cos = _cosine(p, t, eps)
-    return reduce_loss((1 - cos).reshape(loss_shape), mask, weights, reduction)
+    loss_shape, mask, loss = _per_vector(lambda p, t: 1 - _cosine(p, t, eps), where, predictions,
+                                         targets, axis=axis)
+    return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
 
 
 def cosine_embedding(x1, x2, labels, *, margin=0.0, axis=-1, eps=1e-8, weights=None, where=None,
@@ -160,8 +165,8 @@ def cosine_embedding(x1, x2, labels, *, margin=0.0, axis=-1, eps=1e-8, weights=N
 
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _cosine_embedding(x1, x2, labels, margin, eps, weights, where, *, axis, reduction):
-    loss_shape, mask, (a, b) = _vector_rows(where, compute_dtype(x1, x2), x1, x2, axis=axis)
-    cos = _cosine(a, b, eps).reshape(loss_shape)
+    loss_shape, mask, cos = _per_vector(lambda a, b: _cosine(a, b, eps), where, x1, x2, axis=axis)
+    cos = cos.reshape(loss_shape)
     y = fill_masked(jnp.asarray(labels), mask, 1)
     loss = jnp.where(y == 1, 1 - cos, jnp.maximum(0, cos - margin))
     return reduce_loss(loss, mask, weights, reduction)
@@ -216,9 +221,8 @@ def triplet_margin(anchors, positives, negatives, *, margin=1.0, p=2.0, eps=1e-6
                     axis=axis, reduction=reduction)
 
 
-def _distance(x, y, p, eps):
-    """``||x - y + eps||_p`` per row, with a zero (sub)gradient at distance 0."""
-    total = jnp.sum(jnp.abs(x - y + eps) ** p, axis=-1)
+def _root(total, p):
+    """``total ** (1 / p)``, with a zero (sub)gradient at 0."""
     positive = total > 0
     return jnp.where(positive, jnp.where(positive, total, 1) ** (1 / p), 0)
 
@@ -226,12 +230,22 @@ def _distance(x, y, p, eps):
 @functools.partial(jax.jit, static_argnames=("swap", "axis", "reduction"))
 def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, swap, axis,
              reduction):
-    loss_shape, mask, (a, pos, neg) = _vector_rows(
-        where, compute_dtype(anchors, positives, negatives), anchors, positives, negatives, axis=axis)
-    d_neg = _distance(a, neg, p, eps)
+    loss_shape, mask, row_mask = row_masks(anchors.shape, axis, where)
+    dtype = compute_dtype(anchors, positives, negatives)
+
+    def powers(a, pos, neg):
+        """``|x - y + eps|^p`` elementwise for the pairs (a, pos), (a, neg) [and (pos, neg)]."""
+        a, pos, neg = a.astype(dtype), pos.astype(dtype), neg.astype(dtype)
+        pairs = ((a, pos), (a, neg), (pos, neg)) if swap else ((a, pos), (a, neg))
+        return [jnp.abs(x - y + eps) ** p for x, y in pairs]
+
+    # in half precision the backward recomputes the powers from the input rows; the row
+    # sums are kept, and each input's cotangent is summed in float32 before its one cast
+    rows = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
+    d_pos, d_neg, *d_swap = (_root(jnp.sum(t, axis=-1), p) for t in keep_inputs(powers, *rows))
     if swap:
-        d_neg = jnp.minimum(d_neg, _distance(pos, neg, p, eps))
-    loss = jnp.maximum(0, _distance(a, pos, p, eps) - d_neg + margin)
+        d_neg = jnp.minimum(d_neg, d_swap[0])
+    loss = jnp.maximum(0, d_pos - d_neg + margin)
     return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction)
 
 
@@ -285,10 +299,14 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
 def _margin_ranking(x1, x2, labels, margin, weights, where, *, reduction):
     mask = loss_mask(where, x1.shape)
     dtype = compute_dtype(x1, x2)
-    a = fill_masked(x1, mask, 0).astype(dtype)
-    b = fill_masked(x2, mask, 0).astype(dtype)
-    y = fill_masked(jnp.asarray(labels), mask, 1).astype(dtype)
-    return reduce_loss(jnp.maximum(0, margin - y * (a - b)), mask, weights, reduction)
+
+    def loss(a, b, y):
+        a, b, y = a.astype(dtype), b.astype(dtype), y.astype(dtype)
+        return jnp.maximum(0, margin - y * (a - b))
+
+    loss = keep_inputs(loss, fill_masked(x1, mask, 0), fill_masked(x2, mask, 0),
+                       fill_masked(jnp.asarray(labels), mask, 1))
+    return reduce_loss(loss, mask, weights, reduction)
 
 
 def hinge_embedding(distances, labels, *, margin=1.0, weights=None, where=None, reduction="mean"):
@@ -334,9 +352,14 @@ def hinge_embedding(distances, labels, *, margin=1.0, weights=None, where=None, 
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _hinge_embedding(distances, labels, margin, weights, where, *, reduction):
     mask = loss_mask(where, distances.shape)
-    x = fill_masked(distances, mask, 0).astype(compute_dtype(distances))
-    y = fill_masked(jnp.asarray(labels), mask, 1)
-    return reduce_loss(jnp.where(y == 1, x, jnp.maximum(0, margin - x)), mask, weights, reduction)
+    dtype = compute_dtype(distances)
+
+    def loss(x, y):
+        x = x.astype(dtype)
+        return jnp.where(y == 1, x, jnp.maximum(0, margin - x))
+
+    loss = keep_inputs(loss, fill_masked(distances, mask, 0), fill_masked(jnp.asarray(labels), mask, 1))
+    return reduce_loss(loss, mask, weights, reduction)
 
 
 def ntxent(embeddings, labels, *, temperature=0.07, weights=None, where=None, reduction="mean"):
@@ -394,23 +417,30 @@ def ntxent(embeddings, labels, *, temperature=0.07, weights=None, where=None, re
 
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _ntxent(embeddings, labels, temperature, weights, where, *, reduction):
-    dtype = compute_dtype(embeddings)
-    loss_shape, mask, (e,) = _vector_rows(where, dtype, embeddings, axis=embeddings.ndim - 1)
     y = labels.reshape(-1)
+    mask = loss_mask(where, embeddings.shape[:-1])
     counted = jnp.ones(y.shape, bool) if mask is None else mask.reshape(-1)
-    u = _unit(e, jnp.sqrt(jnp.finfo(dtype).eps))  # optax's norm floor
-    s = u @ u.T / temperature
-    both = counted[:, None] & counted[None, :]
-    same = (y[:, None] == y[None, :]) & both
-    positive = same & ~jnp.eye(y.shape[0], dtype=bool)
-    negative = ~same & both
-    shift = jax.lax.stop_gradient(jnp.max(jnp.where(same | negative, s, -jnp.inf), axis=-1,
-                                          initial=-jnp.inf, keepdims=True))
-    shifted = s - jnp.where(jnp.isfinite(shift), shift, 0)
-    others = jnp.sum(jnp.where(negative, jnp.exp(jnp.where(negative, shifted, 0)), 0), axis=-1,
-                     keepdims=True)
-    safe = jnp.where(positive, shifted, 0)
-    terms = jnp.log(others + jnp.exp(safe)) - safe
-    loss = jnp.sum(jnp.where(positive, terms, 0), axis=-1).reshape(loss_shape)
-    pairs = jnp.sum(positive, axis=-1).astype(dtype).reshape(loss_shape)
-    return reduce_loss(loss, mask, weights, reduction, normalizer=pairs)
+
+    def per_anchor(e):
+        # the (N, N) similarities and pair masks are rebuilt from the rows and labels in the
+        # backward (half precision), never kept
+        u = _unit(e, jnp.sqrt(jnp.finfo(e.dtype).eps))  # optax's norm floor
+        s = u @ u.T / temperature
+        both = counted[:, None] & counted[None, :]
+        same = (y[:, None] == y[None, :]) & both
+        positive = same & ~jnp.eye(y.shape[0], dtype=bool)
+        negative = ~same & both
+        shift = jax.lax.stop_gradient(jnp.max(jnp.where(same | negative, s, -jnp.inf), axis=-1,
+                                              initial=-jnp.inf, keepdims=True))
+        shifted = s - jnp.where(jnp.isfinite(shift), shift, 0)
+        others = jnp.sum(jnp.where(negative, jnp.exp(jnp.where(negative, shifted, 0)), 0), axis=-1,
+                         keepdims=True)
+        safe = jnp.where(positive, shifted, 0)
+        terms = jnp.log(others + jnp.exp(safe)) - safe
+        pairs = jnp.sum(positive, axis=-1).astype(e.dtype)
+        return jnp.sum(jnp.where(positive, terms, 0), axis=-1), pairs
+
+    loss_shape, mask, (loss, pairs) = _per_vector(per_anchor, where, embeddings,
+                                                  axis=embeddings.ndim - 1)
+    return reduce_loss(loss.reshape(loss_shape), mask, weights, reduction,
+                       normalizer=pairs.reshape(loss_shape))

@@ -243,9 +243,12 @@ def _signed(pointwise, scores, labels, weights, where, *, reduction):
     """``pointwise(y s)`` elementwise, masked-safe, reduced."""
     mask = loss_mask(where, scores.shape)
     dtype = compute_dtype(scores)
-    s = fill_masked(scores, mask, 0).astype(dtype)
-    y = fill_masked(jnp.asarray(labels), mask, 1).astype(dtype)
-    return reduce_loss(pointwise(y * s), mask, weights, reduction)
+
+    def loss(s, y):
+        return pointwise(y.astype(dtype) * s.astype(dtype))
+
+    loss = keep_inputs(loss, fill_masked(scores, mask, 0), fill_masked(jnp.asarray(labels), mask, 1))
+    return reduce_loss(loss, mask, weights, reduction)
 
 
 def soft_margin(scores, labels, *, weights=None, where=None, reduction="mean"):
@@ -334,15 +337,18 @@ def _best_other(scores, labels, margin, weights, where, *, axis, reduction):
     """``max(0, margin + max_{j != y} s_j - s_y)`` per example; ``margin`` None: 0, the
     perceptron's ``max_j s_j - s_y`` (the label's own term is 0, so no label mask)."""
     x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
-    x = x.astype(compute_dtype(x))
-    own = jnp.take_along_axis(x, y[:, None], -1)[:, 0]
-    if margin is None:
-        loss = jnp.max(x, axis=-1) - own
-    else:
+    dtype = compute_dtype(x)
+
+    def best_other(x, y):
+        x = x.astype(dtype)
+        own = jnp.take_along_axis(x, y[:, None], -1)[:, 0]
+        if margin is None:
+            return jnp.max(x, axis=-1) - own
         is_label = jnp.arange(x.shape[-1])[None, :] == y[:, None]
         other = jnp.max(jnp.where(is_label, -jnp.inf, x), axis=-1)
-        loss = jnp.maximum(0, margin + other - own)
-    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+        return jnp.maximum(0, margin + other - own)
+
+    loss = jnp.where(valid, keep_inputs(best_other, x, y), jnp.nan).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)
 
 

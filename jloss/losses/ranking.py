@@ -8,6 +8,7 @@ import jax.numpy as jnp
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.reduce import combine_masks, fill_masked, loss_mask, reduce_loss
+from jloss.kernels.common import keep_inputs
 
 
 def ranking_softmax(scores, relevance, *, valid=None, weights=None, where=None, reduction="mean"):
@@ -72,18 +73,24 @@ def ranking_softmax(scores, relevance, *, valid=None, weights=None, where=None, 
 def _ranking_softmax(scores, relevance, valid, weights, where, *, reduction):
     loss_shape = scores.shape[:-1]
     dtype = compute_dtype(scores, relevance)
-    v = None if valid is None else jnp.broadcast_to(valid, scores.shape)
-    mask = combine_masks(loss_mask(where, loss_shape), None if v is None else jnp.any(v, axis=-1))
-    x = fill_masked(scores, mask, 0)
-    r = fill_masked(jnp.asarray(relevance), mask, 0)
-    if v is not None:
-        x, r = jnp.where(v, x, 0), jnp.where(v, r, 0)
-    x, r = x.astype(dtype), r.astype(dtype)
-    if v is None:
-        log_p = jax.nn.log_softmax(x, axis=-1)
-    else:
-        top = jnp.max(jnp.where(v, x, -jnp.inf), axis=-1, initial=-jnp.inf, keepdims=True)
-        top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
-        total = jnp.sum(jnp.where(v, jnp.exp(x - top), 0), axis=-1, keepdims=True)
-        log_p = x - top - jnp.log(jnp.where(total > 0, total, 1))
-    return reduce_loss(-jnp.sum(r * log_p, axis=-1), mask, weights, reduction)
+    mask = combine_masks(loss_mask(where, loss_shape),
+                         None if valid is None else jnp.any(jnp.broadcast_to(valid, scores.shape), axis=-1))
+
+    def loss(x, r, valid):
+        # ``valid`` enters as given, broadcast here: the backward keeps no (N, L) copy of it
+        if valid is not None:
+            v = jnp.broadcast_to(valid, x.shape)
+            x, r = jnp.where(v, x, 0), jnp.where(v, r, 0)
+        x, r = x.astype(dtype), r.astype(dtype)
+        if valid is None:
+            log_p = jax.nn.log_softmax(x, axis=-1)
+        else:
+            top = jnp.max(jnp.where(v, x, -jnp.inf), axis=-1, initial=-jnp.inf, keepdims=True)
+            top = jax.lax.stop_gradient(jnp.where(jnp.isfinite(top), top, 0))
+            total = jnp.sum(jnp.where(v, jnp.exp(x - top), 0), axis=-1, keepdims=True)
+            log_p = x - top - jnp.log(jnp.where(total > 0, total, 1))
+        return -jnp.sum(r * log_p, axis=-1)
+
+    loss = keep_inputs(loss, fill_masked(scores, mask, 0), fill_masked(jnp.asarray(relevance), mask, 0),
+                       valid)
+    return reduce_loss(loss, mask, weights, reduction)
