@@ -24,8 +24,9 @@ from _registry import CASES, to_jax
 BATCH = (16,)  # per-example statistics (16,) stay smaller than every input
 
 # Kept by design, not a copy of an input: CTC's forward variables over the lattice of the
-# blank-extended labels, (T, batch, 2S + 1), as large as the logits when 2S + 1 >= K.
-STATE = {"ctc": lambda logits, labels: (logits.shape[-2], *labels.shape[:-1], 2 * labels.shape[-1] + 1)}
+# blank-extended labels, states first and sequences last, (T, 2S + 1, batch), as large as the
+# logits when 2S + 1 >= K.
+STATE = {"ctc": lambda logits, labels: (logits.shape[-2], 2 * labels.shape[-1] + 1, *labels.shape[:-1])}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])

@@ -493,7 +493,6 @@ def _multilabel_margin(scores, labels, weights, where, *, axis, reduction):
     loss_shape, mask, row_mask = row_masks(scores.shape, axis, where)
     x = fill_masked(to_rows(scores, axis), row_mask, 0)
     y = fill_masked(to_rows(labels, axis), row_mask, -1)
-    x = x.astype(compute_dtype(x))
     num_classes = x.shape[-1]
     listed = jnp.cumprod(y != -1, axis=-1).astype(bool)
     valid = ~jnp.any(listed & ((y < 0) | (y >= num_classes)), axis=-1)
@@ -517,10 +516,11 @@ def _ranked_hinge(x, is_target):
     does not change): ``k_j x_j`` and ``c_i x_i`` then stay as small as the
     score differences, as the pairwise terms are.
     """
-    finite = jnp.isfinite(x)
-    center = jnp.sum(jnp.where(finite, x, 0), axis=-1) / jnp.maximum(jnp.sum(finite, axis=-1), 1)
-    x = x - jax.lax.stop_gradient(center)[:, None]
-    z = jax.lax.stop_gradient(x)
+    dtype = compute_dtype(x)
+    z = jax.lax.stop_gradient(x).astype(dtype)
+    finite = jnp.isfinite(z)
+    center = jnp.sum(jnp.where(finite, z, 0), axis=-1) / jnp.maximum(jnp.sum(finite, axis=-1), 1)
+    z = z - center[:, None]
     key = _sort_key(z)
     last = jnp.iinfo(key.dtype).max  # after every score's key
     others = jnp.sort(jnp.where(is_target, last, key), axis=-1)
@@ -530,7 +530,13 @@ def _ranked_hinge(x, is_target):
     num_others = jnp.sum(~is_target, axis=-1, keepdims=True)
     k = jnp.where(is_target, num_others - count_below(others, _sort_key(z - 1)), 0)
     c = jnp.where(is_target, 0, count_under(targets, _sort_key(z + 1)))
-    total = jnp.sum(times(k.astype(x.dtype), 1 - x) + times(c.astype(x.dtype), x), axis=-1)
+
+    def linear(x, coefficient):  # sum_j k_j (1 - x_j) + sum_i c_i x_i = sum k + sum (c - k) x
+        x = x.astype(dtype) - center[:, None]
+        return jnp.sum(times(coefficient.astype(dtype), x), axis=-1)
+
+    # the integer counts and the inputs are what the backward keeps (no float32 copy of bf16 x)
+    total = jnp.sum(k, axis=-1).astype(dtype) + keep_inputs(linear, x, c - k)
     return jnp.where(jnp.any(jnp.isnan(z), axis=-1), jnp.nan, total)
 
 

@@ -15,6 +15,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jloss._core import checks
 from jloss._core.reduce import combine_masks, fill_masked, loss_mask, reduce_loss
@@ -22,7 +23,8 @@ from jloss.kernels.ctc import ctc_nll
 
 
 def _lengths(lengths, batch, full):
-    return jnp.full(batch, full, jnp.int32) if lengths is None else jnp.asarray(lengths)
+    # the default as NumPy: concrete under jax.jit too, so the labels stay checkable
+    return np.full(batch, full, np.int32) if lengths is None else lengths
 
 
 def _bad_sequences(labels, logit_lengths, label_lengths, num_frames, num_classes, blank_id, xp=jnp):
@@ -122,11 +124,16 @@ def ctc(logits, labels, *, logit_lengths=None, label_lengths=None, blank_id=0,
     logit_lengths = _lengths(logit_lengths, batch, num_frames)
     label_lengths = _lengths(label_lengths, batch, jnp.shape(labels)[-1])
     mask = loss_mask(where, batch)
-    def bad(labels, xp):  # per sequence (the lengths are read with the labels' array module)
-        return _bad_sequences(labels, xp.asarray(logit_lengths), xp.asarray(label_lengths),
-                              num_frames, num_classes, blank_id, xp)
+    # the labels and both lengths as one array, concrete (checked now) only when all three are
+    parts = (labels, logit_lengths[..., None], label_lengths[..., None])
+    xp = np if all(checks.concrete(a) is not None for a in parts) else jnp
+    packed = xp.concatenate([xp.asarray(a) for a in parts], axis=-1)
 
-    checks.check_values(labels, bad, f"ctc labels must be in [0, {num_classes}) and not blank_id="
+    def bad(packed, xp):  # per sequence
+        return _bad_sequences(packed[..., :-2], packed[..., -2], packed[..., -1], num_frames,
+                              num_classes, blank_id, xp)
+
+    checks.check_values(packed, bad, f"ctc labels must be in [0, {num_classes}) and not blank_id="
                                      f"{blank_id} within label_lengths, and lengths in range "
                                      f"(logit_lengths <= {num_frames}, label_lengths <= "
                                      f"{jnp.shape(labels)[-1]})", mask)
