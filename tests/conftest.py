@@ -2,8 +2,14 @@
 
 import os
 
-os.environ["XLA_FLAGS"] = (
-    os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+# Most of the suite's time is XLA compiling small programs once each (a jit per loss, option
+# and check). Two compiler settings cut that by about two thirds without changing what a
+# program computes: LLVM's optimisation passes off (no fast-math at any level, so floating
+# point semantics are the same) and XLA:CPU's classic elemental emitters in place of the
+# fusion emitters. A flag given in the environment's XLA_FLAGS comes later and wins.
+COMPILE_FAST = "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false"
+os.environ["XLA_FLAGS"] = " ".join(
+    (COMPILE_FAST, os.environ.get("XLA_FLAGS", ""), "--xla_force_host_platform_device_count=4")
 ).strip()
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
