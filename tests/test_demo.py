@@ -156,7 +156,9 @@ def test_help():
         assert word in proc.stdout
 
 
-def test_only_unknown_experiment_is_an_error(capsys):
+def test_only_unknown_experiment_is_an_error(capsys, monkeypatch):
+    # the suite's conftest sets xla_backend_optimization_level itself: start without it
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
     with pytest.raises(SystemExit) as err:
         cli.main(["demo", "--only", "nope"])
     assert err.value.code == 2
