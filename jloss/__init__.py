@@ -39,12 +39,11 @@ from jloss.losses.margin import (
     hinge,
     multiclass_hinge,
     multiclass_perceptron,
-    multilabel_margin,
-    multilabel_soft_margin,
     perceptron,
     soft_margin,
     squared_hinge,
 )
+from jloss.losses.multilabel import multilabel_margin, multilabel_soft_margin
 from jloss.losses.preference import cpo, dpo, kto, orpo, sequence_log_probs, simpo
 from jloss.losses.ranking import ranking_softmax
 from jloss.losses.regression import (
