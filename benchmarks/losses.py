@@ -153,7 +153,7 @@ def _measures(k, n, c, dtype):
 
 def _multilabel_indices(k, n, c, dtype):
     """Scores and 4 target classes per row, then -1 padding; C is capped at 128, since the
-    jnp peer compares every target with every class, (N, C, C) (jloss counts from sorted scores)."""
+    jnp peer compares every target with every class, (N, C, C) (jloss loops over the targets)."""
     c = min(c, 128)
     k1, k2 = jax.random.split(k)
     targets = jax.vmap(lambda r: jax.random.permutation(r, c)[:4])(jax.random.split(k2, n))

@@ -789,10 +789,10 @@ def ref_multilabel_margin(s, labels):
     out = np.zeros(s.shape[:-1])
     for idx in np.ndindex(*s.shape[:-1]):
         row = list(np.asarray(labels)[idx])
-        targets = set(row[:row.index(-1)] if -1 in row else row)
+        listed = row[:row.index(-1)] if -1 in row else row  # a class listed twice counts twice
         x = s[idx]
-        out[idx] = sum(max(0.0, 1.0 - (x[j] - x[i])) for j in targets
-                       for i in range(num_classes) if i not in targets) / num_classes
+        out[idx] = sum(max(0.0, 1.0 - (x[j] - x[i])) for j in listed
+                       for i in range(num_classes) if i not in listed) / num_classes
     return out
 
 

@@ -177,6 +177,11 @@ def test_multilabel_margin_labels():
                                np.asarray(jloss.multilabel_margin(scores, tail, reduction="none")))
     none = jnp.full((2, 4), -1)
     assert float(jloss.multilabel_margin(scores, none)) == 0.0  # no targets: nothing to rank
+    s = jnp.array([[0.1, 0.2, 0.4, 0.8]])  # a class listed twice counts twice, as in torch (1.1)
+    np.testing.assert_allclose(float(jloss.multilabel_margin(s, jnp.array([[3, 3, 0, -1]]))), 1.1,
+                               rtol=1e-6)
+    np.testing.assert_allclose(float(jloss.multilabel_margin(s, jnp.array([[3, 0, -1, 1]]))), 0.85,
+                               rtol=1e-6)
     with pytest.raises(TypeError, match=_all_of("labels", "integer", "float32")):
         jloss.multilabel_margin(scores, labels.astype(jnp.float32))
     with pytest.raises(ValueError, match=_all_of("scores", "labels", "(2, 4)", "(2,)")):
@@ -185,8 +190,8 @@ def test_multilabel_margin_labels():
 
 
 def test_multilabel_margin_counts_match_every_pair_far_from_zero():
-    # the sorted-count form: equal to the pairwise sum (float64) and its gradient, also at
-    # scores near 1e3, where sum_j k_j (1 - s_j) + sum_i c_i s_i would cancel without centring
+    # the loop over listed targets: equal to the pairwise sum (float64) and its gradient (the
+    # violation counts), also at scores near 1e3, where a sum of counts times scores would cancel
     scores = (np.random.default_rng(7).normal(scale=1.5, size=(3, 7)) + 1000.0).astype(np.float32)
     scores = scores.astype(np.float64)  # the float32 inputs, exactly
     labels = np.array([[2, 5, -1, 0, 0, 0, 0], [0, 1, 2, 3, 4, 5, 6], [6, 0, 3, -1, 1, 1, 1]])

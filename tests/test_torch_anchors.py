@@ -90,6 +90,19 @@ def test_jloss_and_reference_equal_torch(name, opts, torch_fn, ints, x64):
     np.testing.assert_allclose(case.ref(*args, **opts), theirs[0], rtol=1e-6, atol=1e-12)
 
 
+def test_multilabel_margin_repeated_and_unsorted_labels_equal_torch(x64):
+    """Labels listing a class twice, in any order, with leftovers after the -1: values and
+    gradients as torch's (its sum runs over the listed indices)."""
+    x = np.random.default_rng(3).normal(size=(6, 5))
+    y = np.array([[1, 1, -1, 2, 0], [4, 0, 4, 0, -1], [2, 3, 1, 0, 4], [3, -1, -1, -1, -1],
+                  [-1, 2, 2, 2, 2], [0, 0, 0, 0, 0]])
+    theirs = _torch_value_and_grads(lambda x, y: F.multilabel_margin_loss(x, y, reduction="none"),
+                                    x, y, ints=(1,))
+    ours = _jloss_value_and_grads(lambda x, y: jloss.multilabel_margin(x, y, reduction="none"),
+                                  x, y, ints=(1,))
+    _close(ours, theirs)
+
+
 def test_multilabel_soft_margin_class_weights_equal_torch(x64):
     x, y = _sample("multilabel_soft_margin")
     w = np.array([0.5, 2.0, 1.0, 0.25, 3.0])

@@ -15,20 +15,22 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_class_vector, class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import keep_inputs, times
+from jloss.kernels.multilabel_hinge import multilabel_hinge
 from jloss.kernels.sigmoid import sigmoid_bce
 
 
 def multilabel_margin(scores, labels, *, axis=-1, weights=None, where=None, reduction="mean"):
     r"""Multi-label hinge: every target class must beat every other class by 1.
 
-    .. math:: \ell = \frac{1}{C} \sum_{j \in Y} \sum_{i \notin Y} \max(0, 1 - (s_j - s_i))
+    .. math:: \ell = \frac{1}{C} \sum_{j} \sum_{i \notin Y} \max(0, 1 - (s_{y_j} - s_i))
 
     Multi-label classification with a ranking margin: the set ``Y`` of target
-    classes of an example is read from ``labels``, class indices padded with
-    -1 (the indices up to the first -1 count, the rest is ignored). As torch
-    ``multilabel_margin_loss``. Computed from sorted scores in O(C log C) per
-    example (counts of margin violations), not by comparing every pair.
+    classes of an example is read from ``labels``, class indices ``y_j`` padded
+    with -1 (the indices up to the first -1 count, the rest is ignored). As torch
+    ``multilabel_margin_loss``, whose sum runs over the listed indices: a
+    class listed twice counts twice. Computed as torch does, one pass over the
+    classes per listed target (O(C x targets) per example, as many passes as
+    the longest list in the batch), not by comparing every pair.
 
     Args:
       scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
@@ -76,56 +78,13 @@ def _multilabel_margin(scores, labels, weights, where, *, axis, reduction):
     x = fill_masked(to_rows(scores, axis), row_mask, 0)
     y = fill_masked(to_rows(labels, axis), row_mask, -1)
     num_classes = x.shape[-1]
-    listed = jnp.cumprod(y != -1, axis=-1).astype(bool)
+    unlisted = jnp.concatenate([y, jnp.full((y.shape[0], 1), -1, y.dtype)], axis=-1) == -1
+    count = jnp.argmax(unlisted, axis=-1)  # the entries before the first -1
+    listed = jnp.arange(num_classes) < count[:, None]
     valid = ~jnp.any(listed & ((y < 0) | (y >= num_classes)), axis=-1)
-    rows = jnp.arange(x.shape[0])[:, None]
-    column = jnp.where(listed & valid[:, None], y, num_classes)  # unlisted: a spare column
-    is_target = jnp.zeros((x.shape[0], num_classes + 1), bool).at[rows, column].set(True)[:, :num_classes]
-    loss = _ranked_hinge(x, is_target) / num_classes
+    loss = multilabel_hinge(x.astype(compute_dtype(x)), y, jnp.where(valid, count, 0)) / num_classes
     loss = jnp.where(valid, loss, jnp.nan).reshape(loss_shape)
     return reduce_loss(loss, mask, weights, reduction)
-
-
-def _ranked_hinge(x, is_target):
-    """Per row ``sum_{j target} sum_{i other} max(0, 1 - x_j + x_i)`` in O(C log C), not O(C^2).
-
-    With ``k_j`` the number of other classes that violate target ``j``'s
-    margin (``x_i > x_j - 1``) and ``c_i`` the number of targets whose margin
-    class ``i`` violates, the sum is ``sum_j k_j (1 - x_j) + sum_i c_i x_i``:
-    two sorts and binary searches count the violations. The counts are
-    constant almost everywhere, so the gradient is ``c_i - k_j``, as the
-    pairwise sum's. Scores are taken relative to the row mean (the loss
-    does not change): ``k_j x_j`` and ``c_i x_i`` then stay as small as the
-    score differences, as the pairwise terms are.
-    """
-    dtype = compute_dtype(x)
-    z = jax.lax.stop_gradient(x).astype(dtype)
-    finite = jnp.isfinite(z)
-    center = jnp.sum(jnp.where(finite, z, 0), axis=-1) / jnp.maximum(jnp.sum(finite, axis=-1), 1)
-    z = z - center[:, None]
-    key = _sort_key(z)
-    last = jnp.iinfo(key.dtype).max  # after every score's key
-    others = jnp.sort(jnp.where(is_target, last, key), axis=-1)
-    targets = jnp.sort(jnp.where(is_target, key, last), axis=-1)
-    count_below = jax.vmap(functools.partial(jnp.searchsorted, side="right"))
-    count_under = jax.vmap(functools.partial(jnp.searchsorted, side="left"))
-    num_others = jnp.sum(~is_target, axis=-1, keepdims=True)
-    k = jnp.where(is_target, num_others - count_below(others, _sort_key(z - 1)), 0)
-    c = jnp.where(is_target, 0, count_under(targets, _sort_key(z + 1)))
-
-    def linear(x, coefficient):  # sum_j k_j (1 - x_j) + sum_i c_i x_i = sum k + sum (c - k) x
-        x = x.astype(dtype) - center[:, None]
-        return jnp.sum(times(coefficient.astype(dtype), x), axis=-1)
-
-    # the integer counts and the inputs are what the backward keeps (no float32 copy of bf16 x)
-    total = jnp.sum(k, axis=-1).astype(dtype) + keep_inputs(linear, x, c - k)
-    return jnp.where(jnp.any(jnp.isnan(z), axis=-1), jnp.nan, total)
-
-
-def _sort_key(v):
-    """Integer keys that order as the floats ``v`` (sorting them is several times faster on CPU)."""
-    bits = jax.lax.bitcast_convert_type(v, jnp.dtype(f"int{8 * v.dtype.itemsize}"))
-    return jnp.where(bits < 0, bits ^ jnp.iinfo(bits.dtype).max, bits)
 
 
 def multilabel_soft_margin(logits, labels, *, class_weights=None, axis=-1, weights=None,
