@@ -18,7 +18,7 @@ from jloss._core.layout import (
     sparse_rows,
 )
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import keep_inputs
+from jloss.kernels.common import keep_inputs, picked
 
 
 def _hinge_checks(scores, labels, weights, where, reduction, margin):
@@ -208,12 +208,13 @@ def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, 
         # inf - inf, and a NaN there would leak into the gradient through x ** p
         is_label = jnp.arange(num_classes)[None, :] == y[:, None]
         violation = jnp.maximum(0, jnp.where(is_label, 0, margin - own + x)) ** p
-        return jnp.sum(violation, axis=-1) / num_classes
+        return jnp.sum(violation, axis=-1)
 
     loss = keep_inputs(margins, x, y)
     if class_weights is not None:
         loss = loss * class_weights.astype(dtype)[y]
-    loss = jnp.where(valid, loss, jnp.nan).reshape(labels.shape)
+    # divided after the select, XLA scales in the same pass (before it, in a buffer of its own)
+    loss = (jnp.where(valid, loss, jnp.nan) / num_classes).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -336,17 +337,22 @@ def _sparse_margin_checks(scores, labels, axis, weights, where, reduction):
 @functools.partial(jax.jit, static_argnames=("axis", "reduction"))
 def _best_other(scores, labels, margin, weights, where, *, axis, reduction):
     """``max(0, margin + max_{j != y} s_j - s_y)`` per example; ``margin`` None: 0, the
-    perceptron's ``max_j s_j - s_y`` (the label's own term is 0, so no label mask)."""
+    perceptron's ``max_j s_j - s_y`` (the label's own term is 0, so no label mask).
+
+    The best score is read at its index (``argmax``), so the gradient goes to
+    one class, the first at a tie, and autodiff writes no (N, C) mask of the
+    maxima (``jnp.max`` splits it over ties)."""
     x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
     dtype = compute_dtype(x)
 
     def best_other(x, y):
         x = x.astype(dtype)
-        own = jnp.take_along_axis(x, y[:, None], -1)[:, 0]
+        own = picked(x, y)
         if margin is None:
-            return jnp.max(x, axis=-1) - own
+            return picked(x, jnp.argmax(x, axis=-1)) - own
         is_label = jnp.arange(x.shape[-1])[None, :] == y[:, None]
-        other = jnp.max(jnp.where(is_label, -jnp.inf, x), axis=-1)
+        best = jnp.argmax(jnp.where(is_label, -jnp.inf, x), axis=-1)
+        other = jnp.where(best == y, -jnp.inf, picked(x, best))  # no other class above -inf
         return jnp.maximum(0, margin + other - own)
 
     loss = jnp.where(valid, keep_inputs(best_other, x, y), jnp.nan).reshape(labels.shape)
@@ -363,7 +369,8 @@ def crammer_singer_hinge(scores, labels, *, margin=1.0, axis=-1, weights=None, w
     at the strongest wrong class, unlike :func:`multiclass_hinge` (torch's
     ``multi_margin_loss``), which sums every violation. As optax
     ``multiclass_hinge_loss`` (``margin=1``) and Keras ``categorical_hinge``
-    on one-hot targets. With one class the loss is 0.
+    on one-hot targets. With one class the loss is 0. At a tie for the best
+    other score the gradient goes to the first of them.
 
     Args:
       scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
@@ -404,7 +411,8 @@ def multiclass_perceptron(scores, labels, *, axis=-1, weights=None, where=None,
 
     Multi-class classification with perceptron updates: zero once the label's
     score is the largest, whatever the gap (the Crammer-Singer hinge with
-    margin 0). As optax ``multiclass_perceptron_loss``.
+    margin 0). As optax ``multiclass_perceptron_loss``; at a tie for the best
+    score the gradient goes to the first of them (optax splits it).
 
     Args:
       scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
