@@ -7,6 +7,7 @@ logits and compute in the dtype of :func:`jloss._core.dtypes.compute_dtype`.
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.ad_checkpoint import checkpoint_name
 
 from jloss._core.dtypes import compute_dtype
 
@@ -121,6 +122,35 @@ def clamped_log(p):
 def _clamped_log_jvp(primals, tangents):
     (p,), (dp,) = primals, tangents
     return clamped_log(p), dp / jnp.maximum(p, LOG_GRAD_EPS)
+
+
+#: The checkpoint name of :func:`max_over_classes`'s maxima.
+MAXIMA = "jloss_max_over_classes"
+
+
+@jax.custom_jvp
+def max_over_classes(x):
+    """``jnp.max(x, axis=-1)``, derivative shared equally over ties (as ``jnp.max``'s).
+
+    Its JVP names the maxima; differentiated under :func:`keep_maxima`, the
+    backward keeps them (one value per row) and finds where they are again
+    in ``x``, instead of keeping an (N, C) mask (``jnp.max``'s gradient writes
+    one, and a float32 copy of it).
+    """
+    return jnp.max(x, axis=-1)
+
+
+@max_over_classes.defjvp
+def _max_over_classes_jvp(primals, tangents):
+    (x,), (dx,) = primals, tangents
+    m = checkpoint_name(max_over_classes(x), MAXIMA)
+    at_max = x == m[..., None]
+    return m, jnp.sum(jnp.where(at_max, dx, 0), axis=-1) / jnp.sum(at_max, axis=-1, dtype=jnp.int32)
+
+
+def keep_maxima(fn):
+    """``fn`` rematerialised in the backward but for :func:`max_over_classes`'s maxima."""
+    return jax.checkpoint(fn, policy=jax.checkpoint_policies.save_only_these_names(MAXIMA))
 
 
 def times(c, v):

@@ -18,7 +18,7 @@ from jloss._core.layout import (
     sparse_rows,
 )
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import keep_inputs, picked
+from jloss.kernels.common import is_label, keep_inputs, keep_maxima, max_over_classes, picked
 
 
 def _hinge_checks(scores, labels, weights, where, reduction, margin):
@@ -206,8 +206,7 @@ def _multiclass_hinge(scores, labels, margin, class_weights, weights, where, *, 
         own = jnp.take_along_axis(x, y[:, None], -1)
         # the label column is dropped before the power: at an inf label score its margin is
         # inf - inf, and a NaN there would leak into the gradient through x ** p
-        is_label = jnp.arange(num_classes)[None, :] == y[:, None]
-        violation = jnp.maximum(0, jnp.where(is_label, 0, margin - own + x)) ** p
+        violation = jnp.maximum(0, jnp.where(is_label(y, num_classes), 0, margin - own + x)) ** p
         return jnp.sum(violation, axis=-1)
 
     loss = keep_inputs(margins, x, y)
@@ -339,9 +338,8 @@ def _best_other(scores, labels, margin, weights, where, *, axis, reduction):
     """``max(0, margin + max_{j != y} s_j - s_y)`` per example; ``margin`` None: 0, the
     perceptron's ``max_j s_j - s_y`` (the label's own term is 0, so no label mask).
 
-    The best score is read at its index (``argmax``), so the gradient goes to
-    one class, the first at a tie, and autodiff writes no (N, C) mask of the
-    maxima (``jnp.max`` splits it over ties)."""
+    The backward keeps the inputs and the maxima only (no (N, C) mask of where
+    the maxima are, as ``jnp.max``'s gradient would)."""
     x, y, valid, mask = sparse_rows(scores, labels, where, None, axis, 0)
     dtype = compute_dtype(x)
 
@@ -349,13 +347,11 @@ def _best_other(scores, labels, margin, weights, where, *, axis, reduction):
         x = x.astype(dtype)
         own = picked(x, y)
         if margin is None:
-            return picked(x, jnp.argmax(x, axis=-1)) - own
-        is_label = jnp.arange(x.shape[-1])[None, :] == y[:, None]
-        best = jnp.argmax(jnp.where(is_label, -jnp.inf, x), axis=-1)
-        other = jnp.where(best == y, -jnp.inf, picked(x, best))  # no other class above -inf
+            return max_over_classes(x) - own
+        other = max_over_classes(jnp.where(is_label(y, x.shape[-1]), -jnp.inf, x))
         return jnp.maximum(0, margin + other - own)
 
-    loss = jnp.where(valid, keep_inputs(best_other, x, y), jnp.nan).reshape(labels.shape)
+    loss = jnp.where(valid, keep_maxima(best_other)(x, y), jnp.nan).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -369,8 +365,7 @@ def crammer_singer_hinge(scores, labels, *, margin=1.0, axis=-1, weights=None, w
     at the strongest wrong class, unlike :func:`multiclass_hinge` (torch's
     ``multi_margin_loss``), which sums every violation. As optax
     ``multiclass_hinge_loss`` (``margin=1``) and Keras ``categorical_hinge``
-    on one-hot targets. With one class the loss is 0. At a tie for the best
-    other score the gradient goes to the first of them.
+    on one-hot targets. With one class the loss is 0.
 
     Args:
       scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
@@ -411,8 +406,7 @@ def multiclass_perceptron(scores, labels, *, axis=-1, weights=None, where=None,
 
     Multi-class classification with perceptron updates: zero once the label's
     score is the largest, whatever the gap (the Crammer-Singer hinge with
-    margin 0). As optax ``multiclass_perceptron_loss``; at a tie for the best
-    score the gradient goes to the first of them (optax splits it).
+    margin 0). As optax ``multiclass_perceptron_loss``.
 
     Args:
       scores: ``(..., C, ...)`` float array; ``axis`` is the class axis.
