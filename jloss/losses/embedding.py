@@ -218,7 +218,17 @@ def triplet_margin(anchors, positives, negatives, *, margin=1.0, p=2.0, eps=1e-6
     checks.check_range("p", p, low=0, low_open=True)
     checks.check_range("eps", eps, low=0)
     return _triplet(anchors, positives, negatives, margin, p, eps, weights, where, swap=bool(swap),
-                    axis=axis, reduction=reduction)
+                    degree=_static_degree(p), axis=axis, reduction=reduction)
+
+
+def _static_degree(p):
+    """``p`` as a Python float where it is a concrete 1 or 2, else None: the powers then
+    compile to ``|d|`` or ``d * d`` instead of ``exp(p log |d|)``."""
+    try:
+        value = float(p)
+    except (TypeError, jax.errors.ConcretizationTypeError):  # traced
+        return None
+    return value if value in (1.0, 2.0) else None
 
 
 def _root(total, p):
@@ -227,8 +237,15 @@ def _root(total, p):
     return jnp.where(positive, jnp.where(positive, total, 1) ** (1 / p), 0)
 
 
-@functools.partial(jax.jit, static_argnames=("swap", "axis", "reduction"))
-def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, swap, axis,
+def _power(d, p, degree):
+    """``|d|^p``; with a static ``degree`` (2 or 1) without exp and log."""
+    if degree == 2.0:
+        return d * d
+    return jnp.abs(d) if degree == 1.0 else jnp.abs(d) ** p
+
+
+@functools.partial(jax.jit, static_argnames=("swap", "degree", "axis", "reduction"))
+def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, swap, degree, axis,
              reduction):
     loss_shape, mask, row_mask = row_masks(anchors.shape, axis, where)
     dtype = compute_dtype(anchors, positives, negatives)
@@ -237,12 +254,13 @@ def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, s
         """``|x - y + eps|^p`` elementwise for the pairs (a, pos), (a, neg) [and (pos, neg)]."""
         a, pos, neg = a.astype(dtype), pos.astype(dtype), neg.astype(dtype)
         pairs = ((a, pos), (a, neg), (pos, neg)) if swap else ((a, pos), (a, neg))
-        return [jnp.abs(x - y + eps) ** p for x, y in pairs]
+        return [_power(x - y + eps, p, degree) for x, y in pairs]
 
     # in half precision the backward recomputes the powers from the input rows; the row
     # sums are kept, and each input's cotangent is summed in float32 before its one cast
     rows = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
-    d_pos, d_neg, *d_swap = (_root(jnp.sum(t, axis=-1), p) for t in keep_inputs(powers, *rows))
+    sums = (jnp.sum(t, axis=-1) for t in keep_inputs(powers, *rows))
+    d_pos, d_neg, *d_swap = (_root(total, degree or p) for total in sums)
     if swap:
         d_neg = jnp.minimum(d_neg, d_swap[0])
     loss = jnp.maximum(0, d_pos - d_neg + margin)
