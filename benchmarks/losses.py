@@ -10,8 +10,10 @@ of the mean loss with respect to its first argument, for jloss and for its peer:
 
 - peer: optax's function where optax has one, else the plain ``jax.numpy`` formula,
   jitted (written here, the same definition); where PyTorch has the loss, a PyTorch row
-  (forward + backward on the same CPU) is added when torch is installed;
-- time: the calls are interleaved (jloss, peer, peer, jloss, ...); each round's ratio is
+  (forward + backward on the same CPU) is added when torch is installed. Where PyTorch
+  has the loss and optax does not, PyTorch is the peer and the jnp row a second one;
+- time: the calls are interleaved (jloss, peer, peer, jloss, ...), each timing a batch of
+  calls lasting about ``--window-ms`` (40 ms) or more; each round's ratio is
   jloss / peer, the table gives the median ratio over the rounds and its spread
   (lowest - highest round), in wall time and in CPU time of this process (less
   disturbed by other processes on a shared machine);
@@ -494,7 +496,15 @@ def _time(call, calls):
     return (time.perf_counter() - wall) / calls, (time.process_time() - cpu) / calls
 
 
-def measure(case, n, c, dtype, rounds, calls):
+def _calls_for(call, calls, window):
+    """At least ``calls``, and enough calls that one timing lasts about ``window`` seconds
+    (a few-millisecond timing is at the mercy of the scheduler)."""
+    start = time.perf_counter()
+    call()
+    return max(calls, int(np.ceil(window / max(time.perf_counter() - start, 1e-6))))
+
+
+def measure(case, n, c, dtype, rounds, calls, window=0.0):
     """One row: {contender: (ms, scratch, kept)} and the per-round time ratios ours / contender."""
     args = case.make(jax.random.key(0), n, c, dtype)
     contenders = {"jloss": case.ours, case.peer_name: case.peer}
@@ -512,9 +522,10 @@ def measure(case, n, c, dtype, rounds, calls):
             calls_by_name["torch"], mem["torch"] = call, (None, None)
     times = {name: [] for name in calls_by_name}
     order = list(calls_by_name)
+    repeats = {name: _calls_for(calls_by_name[name], calls, window) for name in order}
     for r in range(rounds):
         for name in order if r % 2 == 0 else order[::-1]:  # no contender always runs first
-            times[name].append(_time(calls_by_name[name], calls))
+            times[name].append(_time(calls_by_name[name], repeats[name]))
     rows = {}
     for name in calls_by_name:
         ratios = [a[0] / b[0] for a, b in zip(times["jloss"], times[name], strict=True)]
@@ -533,7 +544,9 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, few rounds: a smoke run")
     parser.add_argument("--rounds", type=int, default=9)
-    parser.add_argument("--calls", type=int, default=3, help="calls per timing in a round")
+    parser.add_argument("--calls", type=int, default=3, help="least calls per timing in a round")
+    parser.add_argument("--window-ms", type=float, default=40.0,
+                        help="more calls per timing where one call is short: about this long")
     parser.add_argument("--only", default="", help="comma-separated loss names")
     parser.add_argument("--dtypes", default=",".join(DTYPES))
     parser.add_argument("--size", default="", help="N x C, e.g. 2048x32768 (default 4096x1024)")
@@ -541,19 +554,21 @@ def main():
     n, c = (tuple(int(k) for k in args.size.split("x")) if args.size
             else SIZES["quick" if args.quick else "full"])
     rounds, calls = (3, 1) if args.quick else (args.rounds, args.calls)
+    window = 0.0 if args.quick else args.window_ms / 1e3
     only = set(filter(None, args.only.split(",")))
     cases = [case for case in CASES if not only or case.name in only]
     print(f"jax {jax.__version__}, optax {optax.__version__}, "
           f"torch {torch.__version__ if torch is not None else 'not installed'}, "
           f"device {jax.devices()[0].device_kind}")
     print(f"value_and_grad of the mean loss w.r.t. the first input, N x C = {n} x {c}, "
-          f"median of {rounds} interleaved rounds of {calls} calls; ratios jloss / peer\n")
+          f"median of {rounds} interleaved rounds of at least {calls} calls, each timing about "
+          f"{1e3 * window:.0f} ms or more; ratios jloss / peer\n")
     print("| loss | dtype | peer | jloss ms | peer ms | time ratio (spread) | CPU-time ratio "
           "| jloss scratch MiB | peer scratch MiB | jloss kept MiB | peer kept MiB |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for case in cases:
         for dtype in args.dtypes.split(","):
-            rows = measure(case, n, c, dtype, rounds, calls)
+            rows = measure(case, n, c, dtype, rounds, calls, window)
             ours = rows["jloss"]
             for name, (ms, scratch, kept, ratio, low, high, cpu) in rows.items():
                 if name == "jloss":
