@@ -237,11 +237,26 @@ def _root(total, p):
     return jnp.where(positive, jnp.where(positive, total, 1) ** (1 / p), 0)
 
 
-def _power(d, p, degree):
-    """``|d|^p``; with a static ``degree`` (2 or 1) without exp and log."""
+@jax.custom_jvp
+def _euclidean(d):
+    """``||d||_2`` per row; derivative ``d / ||d||``, 0 at ``d = 0`` (where ``d`` is 0)."""
+    return jnp.sqrt(jnp.sum(d * d, axis=-1))
+
+
+@_euclidean.defjvp
+def _euclidean_jvp(primals, tangents):
+    (d,), (dd,) = primals, tangents
+    norm = _euclidean(d)
+    # below the smallest normal number the norm is 0 or subnormal, and |d| no larger: the
+    # floor keeps 0 / 0 out at the cost of a derivative under 1 for a subnormal norm
+    return norm, jnp.sum(d * dd, axis=-1) / jnp.maximum(norm, jnp.finfo(norm.dtype).tiny)
+
+
+def _p_norm(d, p, degree):
+    """``||d||_p`` per row; a static ``degree`` of 2 or 1 without exp and log per element."""
     if degree == 2.0:
-        return d * d
-    return jnp.abs(d) if degree == 1.0 else jnp.abs(d) ** p
+        return _euclidean(d)
+    return _root(jnp.sum(jnp.abs(d) if degree == 1.0 else jnp.abs(d) ** p, axis=-1), degree or p)
 
 
 @functools.partial(jax.jit, static_argnames=("swap", "degree", "axis", "reduction"))
@@ -250,17 +265,18 @@ def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, s
     loss_shape, mask, row_mask = row_masks(anchors.shape, axis, where)
     dtype = compute_dtype(anchors, positives, negatives)
 
-    def powers(a, pos, neg):
-        """``|x - y + eps|^p`` elementwise for the pairs (a, pos), (a, neg) [and (pos, neg)]."""
+    def distances(a, pos, neg):
+        """``||x - y + eps||_p`` per row for the pairs (a, pos), (a, neg) [and (pos, neg)]."""
         a, pos, neg = a.astype(dtype), pos.astype(dtype), neg.astype(dtype)
+        # (x + eps) - y: XLA:CPU then writes each difference once and the backward reads it,
+        # where for (x - y) + eps it recomputes both from the three inputs
         pairs = ((a, pos), (a, neg), (pos, neg)) if swap else ((a, pos), (a, neg))
-        return [_power(x - y + eps, p, degree) for x, y in pairs]
+        return [_p_norm((x + eps) - y, p, degree) for x, y in pairs]
 
-    # in half precision the backward recomputes the powers from the input rows; the row
-    # sums are kept, and each input's cotangent is summed in float32 before its one cast
+    # in half precision the backward recomputes the differences from the input rows, and
+    # each input's cotangent is summed in float32 before its one cast
     rows = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
-    sums = (jnp.sum(t, axis=-1) for t in keep_inputs(powers, *rows))
-    d_pos, d_neg, *d_swap = (_root(total, degree or p) for total in sums)
+    d_pos, d_neg, *d_swap = keep_inputs(distances, *rows)
     if swap:
         d_neg = jnp.minimum(d_neg, d_swap[0])
     loss = jnp.maximum(0, d_pos - d_neg + margin)

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 
 from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
-from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
+from jloss._core.reduce import constant, fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import keep_inputs
 
 
@@ -46,21 +46,23 @@ def _squared(e):
 
 
 def _pointwise(derivative):
-    """A pointwise loss ``f(e)`` whose derivative is ``derivative(e, f(e))`` (a custom JVP).
+    """A pointwise loss ``f(e, *params)`` whose derivative in ``e`` is
+    ``derivative(e, f(e, *params), *params)`` (a custom JVP).
 
     The value ``f(e)`` is written out anyway (XLA:CPU reduces a materialised
     array), so a derivative read from it costs no saved intermediate: the
     backward fuses into one pass over the value and the inputs, and the
-    compiled value-and-grad needs no scratch beyond the peer's.
+    compiled value-and-grad needs no scratch beyond the peer's. ``params``
+    are hyperparameters, constants (:func:`jloss._core.reduce.constant`).
     """
     def wrap(f):
         f = jax.custom_jvp(f)
 
         @f.defjvp
         def jvp(primals, tangents):
-            (e,), (de,) = primals, tangents
-            value = f(e)
-            return value, derivative(e, value) * de
+            (e, *params), de = primals, tangents[0]
+            value = f(e, *params)
+            return value, derivative(e, value, *params) * de
 
         return f
 
@@ -77,8 +79,16 @@ def _huber(e, delta):
     return jnp.where(a <= delta, 0.5 * e * e, delta * (a - 0.5 * delta))
 
 
+def _smooth_l1_slope(e, value, beta):
+    """``e / beta`` in the quadratic part, ``sign(e)`` beyond; selected on the value
+    (always >= 0), so that the backward writes the gradient into the value's buffer."""
+    slope = jnp.where(jnp.abs(e) < beta, e / jnp.where(beta > 0, beta, 1), jnp.sign(e))
+    return jnp.where(value < 0, 0, slope)
+
+
+@_pointwise(_smooth_l1_slope)
 def _smooth_l1(e, beta):
-    a = _absolute(e)
+    a = jnp.abs(e)
     safe_beta = jnp.where(beta > 0, beta, 1)
     return jnp.where(a < beta, 0.5 * e * e / safe_beta, a - 0.5 * beta)
 
@@ -274,7 +284,8 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     beta = checks.check_range("beta", beta, low=0, shape=jnp.shape(predictions))
-    return _elementwise(_smooth_l1, predictions, targets, (beta,), weights, where, reduction)
+    return _elementwise(_smooth_l1, predictions, targets, (constant(beta),), weights, where,
+                        reduction)
 
 
 def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"):
