@@ -74,6 +74,12 @@ def _absolute(e):
     return jnp.abs(e)  # subgradient 0 at e = 0
 
 
+def _huber_slope(e, value, delta):
+    """``e`` in the quadratic part, ``delta sign(e)`` beyond; selected on the value (>= 0)."""
+    return jnp.where(value < 0, 0, jnp.where(jnp.abs(e) <= delta, e, delta * jnp.sign(e)))
+
+
+@_pointwise(_huber_slope)
 def _huber(e, delta):
     a = jnp.abs(e)
     return jnp.where(a <= delta, 0.5 * e * e, delta * (a - 0.5 * delta))
@@ -241,7 +247,8 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     delta = checks.check_range("delta", delta, low=0, low_open=True, shape=jnp.shape(predictions))
-    return _elementwise(_huber, predictions, targets, (delta,), weights, where, reduction)
+    return _elementwise(_huber, predictions, targets, (constant(delta),), weights, where,
+                        reduction)
 
 
 def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduction="mean"):
