@@ -245,7 +245,8 @@ def main(argv=None):
     if processes == 1:
         runs = [step_cases(rounds, seconds)]
     else:
-        worker_args = [a for a, on in [("--quick", args.quick), ("--single-thread", args.single_thread)] if on]
+        flags = [("--quick", args.quick), ("--single-thread", args.single_thread)]
+        worker_args = [a for a, on in flags if on]
         runs = step_cases_in_processes(processes, worker_args)
     print("| benchmark | model (params) | batch | jloss | baseline | result | target |")
     print("|---|---|---|---|---|---|---|")

@@ -14,7 +14,9 @@ The forward sums the hinges themselves (no cancellation at large scores) and
 counts, per class, how often it enters the sum: ``+1`` for each target whose
 margin a non-target ``i`` violates, ``-k_j`` for target ``y_j`` violated by
 ``k_j`` classes. The loss is piecewise linear, so these integer counts are its
-gradient; they are all the backward keeps.
+derivative: a custom JVP, ``sum_i counts_i dx_i``, which JAX transposes for the
+gradient (the loop itself is never differentiated). The backward keeps the
+counts, not their float32 conversion (a checkpoint policy).
 """
 
 import jax
