@@ -183,17 +183,26 @@ def with_z_loss(loss, z_loss, lse):
     return loss if z_loss is None else loss + (z_loss * lse) * lse
 
 
-def keep_inputs(fn, *args):
+def keep_inputs(fn, *args, cast=False):
     """``fn(*args)``, under ``jax.checkpoint`` when an argument is half precision.
 
-    ``fn`` casts to the compute dtype and does the loss math; differentiated
-    as is, its backward would keep float32 (N, C) arrays (the upcast inputs,
-    intermediates) next to the bfloat16 inputs. Rematerialised, it keeps the
-    inputs themselves only. float32 / float64 inputs are left to XLA, which
-    fuses the backward with the forward's values.
+    ``fn`` casts to the compute dtype (or, with ``cast``, receives the floating
+    arguments cast to their common compute dtype) and does the loss math;
+    differentiated as is, its backward would keep float32 (N, C) arrays (the
+    upcast inputs, intermediates) next to the bfloat16 inputs. Rematerialised,
+    it keeps the inputs themselves only. float32 / float64 inputs are left to
+    XLA, which fuses the backward with the forward's values.
     """
-    half = any(a is not None and jnp.issubdtype(a.dtype, jnp.floating) and a.dtype != compute_dtype(a)
-               for a in jax.tree_util.tree_leaves(args))
+    floats = [a for a in jax.tree_util.tree_leaves(args)
+              if a is not None and jnp.issubdtype(a.dtype, jnp.floating)]
+    half = any(a.dtype != compute_dtype(a) for a in floats)
+    if cast:
+        dtype, inner = compute_dtype(*floats), fn
+
+        def fn(*args):
+            return inner(*(a.astype(dtype) if a is not None and jnp.issubdtype(a.dtype, jnp.floating)
+                           else a for a in args))
+
     return jax.checkpoint(fn)(*args) if half else fn(*args)
 
 

@@ -12,10 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from jloss._core import checks
-from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_sparse_labels, class_axis, row_masks, sparse_rows, to_rows
 from jloss._core.reduce import constant, fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import keep_inputs
+from jloss.kernels.common import keep_inputs, picked
 from jloss.kernels.softmax import dense_softmax_ce
 
 
@@ -135,12 +134,9 @@ def generalized_cross_entropy(logits, labels, *, q=0.5, axis=-1, weights=None, w
 def _generalized_ce(logits, labels, q, weights, where, *, axis, reduction):
     q = constant(q)
     x, y, valid, mask = sparse_rows(logits, labels, where, None, axis, 0)
-    dtype = compute_dtype(x)
 
     def loss(x, y):
-        log_p = jax.nn.log_softmax(x.astype(dtype), axis=-1)
-        log_p_y = jnp.take_along_axis(log_p, y[:, None], -1)[:, 0]
-        return -jnp.expm1(q * log_p_y) / q
+        return -jnp.expm1(q * picked(jax.nn.log_softmax(x, axis=-1), y)) / q
 
-    loss = jnp.where(valid, keep_inputs(loss, x, y), jnp.nan).reshape(labels.shape)
+    loss = jnp.where(valid, keep_inputs(loss, x, y, cast=True), jnp.nan).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)

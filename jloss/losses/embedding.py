@@ -17,7 +17,6 @@ import jax
 import jax.numpy as jnp
 
 from jloss._core import checks
-from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import class_axis, row_masks, to_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import keep_inputs
@@ -46,9 +45,8 @@ def _per_vector(fn, where, *arrays, axis):
     in half precision the backward keeps the input rows, not their float32 copies.
     """
     loss_shape, mask, row_mask = row_masks(arrays[0].shape, axis, where)
-    dtype = compute_dtype(*arrays)
     rows = (fill_masked(to_rows(a, axis), row_mask, 0) for a in arrays)
-    return loss_shape, mask, keep_inputs(lambda *r: fn(*(x.astype(dtype) for x in r)), *rows)
+    return loss_shape, mask, keep_inputs(fn, *rows, cast=True)
 
 
 def _vector_checks(arrays, axis, weights, where, reduction):
@@ -262,12 +260,8 @@ def _p_norm(d, p, degree):
 @functools.partial(jax.jit, static_argnames=("swap", "degree", "axis", "reduction"))
 def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, swap, degree, axis,
              reduction):
-    loss_shape, mask, row_mask = row_masks(anchors.shape, axis, where)
-    dtype = compute_dtype(anchors, positives, negatives)
-
     def distances(a, pos, neg):
         """``||x - y + eps||_p`` per row for the pairs (a, pos), (a, neg) [and (pos, neg)]."""
-        a, pos, neg = a.astype(dtype), pos.astype(dtype), neg.astype(dtype)
         # (x + eps) - y: XLA:CPU then writes each difference once and the backward reads it,
         # where for (x - y) + eps it recomputes both from the three inputs
         pairs = ((a, pos), (a, neg), (pos, neg)) if swap else ((a, pos), (a, neg))
@@ -275,8 +269,8 @@ def _triplet(anchors, positives, negatives, margin, p, eps, weights, where, *, s
 
     # in half precision the backward recomputes the differences from the input rows, and
     # each input's cotangent is summed in float32 before its one cast
-    rows = (fill_masked(to_rows(x, axis), row_mask, 0) for x in (anchors, positives, negatives))
-    d_pos, d_neg, *d_swap = keep_inputs(distances, *rows)
+    loss_shape, mask, (d_pos, d_neg, *d_swap) = _per_vector(distances, where, anchors, positives,
+                                                            negatives, axis=axis)
     if swap:
         d_neg = jnp.minimum(d_neg, d_swap[0])
     loss = jnp.maximum(0, d_pos - d_neg + margin)
@@ -332,14 +326,9 @@ def margin_ranking(x1, x2, labels, *, margin=0.0, weights=None, where=None, redu
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _margin_ranking(x1, x2, labels, margin, weights, where, *, reduction):
     mask = loss_mask(where, x1.shape)
-    dtype = compute_dtype(x1, x2)
-
-    def loss(a, b, y):
-        a, b, y = a.astype(dtype), b.astype(dtype), y.astype(dtype)
-        return jnp.maximum(0, margin - y * (a - b))
-
-    loss = keep_inputs(loss, fill_masked(x1, mask, 0), fill_masked(x2, mask, 0),
-                       fill_masked(jnp.asarray(labels), mask, 1))
+    loss = keep_inputs(lambda a, b, y: jnp.maximum(0, margin - y * (a - b)),
+                       fill_masked(x1, mask, 0), fill_masked(x2, mask, 0),
+                       fill_masked(jnp.asarray(labels), mask, 1), cast=True)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -386,13 +375,9 @@ def hinge_embedding(distances, labels, *, margin=1.0, weights=None, where=None, 
 @functools.partial(jax.jit, static_argnames=("reduction",))
 def _hinge_embedding(distances, labels, margin, weights, where, *, reduction):
     mask = loss_mask(where, distances.shape)
-    dtype = compute_dtype(distances)
-
-    def loss(x, y):
-        x = x.astype(dtype)
-        return jnp.where(y == 1, x, jnp.maximum(0, margin - x))
-
-    loss = keep_inputs(loss, fill_masked(distances, mask, 0), fill_masked(jnp.asarray(labels), mask, 1))
+    loss = keep_inputs(lambda x, y: jnp.where(y == 1, x, jnp.maximum(0, margin - x)),
+                       fill_masked(distances, mask, 0), fill_masked(jnp.asarray(labels), mask, 1),
+                       cast=True)
     return reduce_loss(loss, mask, weights, reduction)
 
 

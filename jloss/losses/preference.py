@@ -11,7 +11,6 @@ import jax
 import jax.numpy as jnp
 
 from jloss._core import checks
-from jloss._core.dtypes import compute_dtype
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import keep_inputs
 
@@ -73,13 +72,6 @@ def _pair_inputs(reduction, weights, where, **arrays):
     shape = _check_logps(**arrays)
     checks.check_convention(reduction, weights, where, shape)
     return loss_mask(where, shape), list(arrays.values())
-
-
-def _per_pair(fn, *arrays):
-    """``fn`` of the arrays cast to the compute dtype; for half-precision inputs the
-    backward recomputes it from them instead of keeping float32 copies (keep_inputs)."""
-    dtype = compute_dtype(*arrays)
-    return keep_inputs(lambda *a: fn(*(x.astype(dtype) for x in a)), *arrays)
 
 
 def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *, beta=0.1,
@@ -148,8 +140,9 @@ def dpo(policy_chosen, policy_rejected, reference_chosen, reference_rejected, *,
     mask, (pc, pr, rc, rr) = _pair_inputs(
         reduction, weights, where, policy_chosen=policy_chosen, policy_rejected=policy_rejected,
         reference_chosen=reference_chosen, reference_rejected=reference_rejected)
-    loss = _per_pair(lambda pc, pr, rc, rr: _margin_loss(
-        fill_masked((pc - pr) - (rc - rr), mask), beta, loss_type, label_smoothing), pc, pr, rc, rr)
+    loss = keep_inputs(lambda pc, pr, rc, rr: _margin_loss(
+        fill_masked((pc - pr) - (rc - rr), mask), beta, loss_type, label_smoothing),
+        pc, pr, rc, rr, cast=True)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -230,7 +223,7 @@ def orpo(chosen_logps, rejected_logps, *, beta=0.1, chosen_nll=None, weights=Non
         c, r = fill_masked(c, mask, -1.0), fill_masked(r, mask, -1.0)
         return -beta * jax.nn.log_sigmoid(_log_odds(c) - _log_odds(r))
 
-    loss = _per_pair(odds_ratio, c, r) + _nll_term(chosen_nll, 1.0, jnp.shape(c))
+    loss = keep_inputs(odds_ratio, c, r, cast=True) + _nll_term(chosen_nll, 1.0, jnp.shape(c))
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -280,8 +273,8 @@ def simpo(chosen_logps, rejected_logps, *, beta=2.0, gamma=0.5, label_smoothing=
     _check_loss_type("sigmoid", _CPO_TYPES, label_smoothing)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    loss = _per_pair(lambda c, r: _margin_loss(
-        fill_masked(c - r, mask) - gamma / beta, beta, "sigmoid", label_smoothing), c, r)
+    loss = keep_inputs(lambda c, r: _margin_loss(
+        fill_masked(c - r, mask) - gamma / beta, beta, "sigmoid", label_smoothing), c, r, cast=True)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -338,8 +331,8 @@ def cpo(chosen_logps, rejected_logps, *, beta=0.1, loss_type="sigmoid", label_sm
     _check_loss_type(loss_type, _CPO_TYPES, label_smoothing)
     mask, (c, r) = _pair_inputs(reduction, weights, where, chosen_logps=chosen_logps,
                                 rejected_logps=rejected_logps)
-    loss = _per_pair(lambda c, r: _margin_loss(fill_masked(c - r, mask), beta, loss_type,
-                                               label_smoothing), c, r)
+    loss = keep_inputs(lambda c, r: _margin_loss(fill_masked(c - r, mask), beta, loss_type,
+                                                 label_smoothing), c, r, cast=True)
     loss = loss + _nll_term(chosen_nll, alpha, jnp.shape(c))
     return reduce_loss(loss, mask, weights, reduction)
 
@@ -428,7 +421,7 @@ def kto(policy_logps, reference_logps, desirable, *, beta=0.1, policy_kl_logps=N
         loss = jax.nn.sigmoid(jnp.where(desirable, -margin, margin))
         return jnp.where(desirable, desirable_weight * loss, undesirable_weight * loss)
 
-    loss = _per_pair(prospect, p, r)
+    loss = keep_inputs(prospect, p, r, cast=True)
     return reduce_loss(loss, mask, weights, reduction)
 
 
