@@ -16,6 +16,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
 from jloss.kernels.common import keep_inputs
+from jloss.losses.regression import elementwise_loss
 
 
 def gaussian_nll(mean, targets, variance, *, eps=1e-6, full=False, weights=None, where=None,
@@ -148,24 +149,19 @@ def poisson_nll(predictions, targets, *, log_input=True, full=False, eps=1e-8, w
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     eps = checks.check_range("eps", eps, low=0, low_open=True, shape=jnp.shape(predictions))
-    return _poisson_nll(predictions, targets, eps, weights, where, log_input=log_input,
-                        full=full, reduction=reduction)
+    return elementwise_loss(_POISSON[bool(log_input), bool(full)], predictions, targets, (eps,),
+                            weights, where, reduction, of_error=False, fill=0 if log_input else 1)
 
 
-@functools.partial(jax.jit, static_argnames=("log_input", "full", "reduction"))
-def _poisson_nll(predictions, targets, eps, weights, where, *, log_input, full, reduction):
-    mask = loss_mask(where, predictions.shape)
-    dtype = compute_dtype(predictions, targets)
+def _poisson(x, y, eps, *, log_input, full):
+    out = jnp.exp(x) - y * x if log_input else x - y * jnp.log(x + eps)
+    if full:
+        safe_y = jnp.where(y > 1, y, 2)
+        stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * math.pi * safe_y)
+        out = out + jnp.where(y > 1, stirling, 0)
+    return out
 
-    def loss(x, y):
-        x, y = x.astype(dtype), y.astype(dtype)
-        out = jnp.exp(x) - y * x if log_input else x - y * jnp.log(x + eps)
-        if full:
-            safe_y = jnp.where(y > 1, y, 2)
-            stirling = safe_y * jnp.log(safe_y) - safe_y + 0.5 * jnp.log(2 * math.pi * safe_y)
-            out = out + jnp.where(y > 1, stirling, 0)
-        return out
 
-    x = fill_masked(predictions, mask, 0 if log_input else 1)
-    y = fill_masked(jnp.asarray(targets), mask, 0)
-    return reduce_loss(keep_inputs(loss, x, y), mask, weights, reduction)
+#: One pointwise function per option pair (a static argument: the same object every call).
+_POISSON = {(log_input, full): functools.partial(_poisson, log_input=log_input, full=full)
+            for log_input in (True, False) for full in (True, False)}

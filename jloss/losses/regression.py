@@ -25,10 +25,14 @@ from jloss.kernels.common import keep_inputs
 
 
 @functools.partial(jax.jit, static_argnames=("pointwise", "reduction", "of_error", "fill"))
-def _elementwise(pointwise, predictions, targets, params, weights, where, reduction, *,
+def elementwise_loss(pointwise, predictions, targets, params, weights, where, reduction, *,
                  of_error=True, fill=0):
     """Apply ``pointwise(e, *params)`` to the error ``e = p - t`` (``of_error``), or
-    ``pointwise(p, t, *params)`` to both, with masked slots set to ``fill``, and reduce."""
+    ``pointwise(p, t, *params)`` to both, with masked slots set to ``fill``, and reduce.
+
+    The one body of every elementwise ``(predictions, targets)`` loss (here and in
+    :mod:`jloss.losses.likelihood`); ``pointwise`` is static, a module-level function.
+    """
     mask = loss_mask(where, predictions.shape)
     dtype = compute_dtype(predictions, targets)
 
@@ -161,7 +165,7 @@ def mean_squared_error(predictions, targets, *, weights=None, where=None, reduct
     """
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
-    return _elementwise(_squared, predictions, targets, (), weights, where, reduction)
+    return elementwise_loss(_squared, predictions, targets, (), weights, where, reduction)
 
 
 def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduction="mean"):
@@ -201,7 +205,7 @@ def mean_absolute_error(predictions, targets, *, weights=None, where=None, reduc
     """
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
-    return _elementwise(_absolute, predictions, targets, (), weights, where, reduction)
+    return elementwise_loss(_absolute, predictions, targets, (), weights, where, reduction)
 
 
 def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reduction="mean"):
@@ -247,7 +251,7 @@ def huber(predictions, targets, *, delta=1.0, weights=None, where=None, reductio
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     delta = checks.check_range("delta", delta, low=0, low_open=True, shape=jnp.shape(predictions))
-    return _elementwise(_huber, predictions, targets, (constant(delta),), weights, where,
+    return elementwise_loss(_huber, predictions, targets, (constant(delta),), weights, where,
                         reduction)
 
 
@@ -291,7 +295,7 @@ def smooth_l1(predictions, targets, *, beta=1.0, weights=None, where=None, reduc
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     beta = checks.check_range("beta", beta, low=0, shape=jnp.shape(predictions))
-    return _elementwise(_smooth_l1, predictions, targets, (constant(beta),), weights, where,
+    return elementwise_loss(_smooth_l1, predictions, targets, (constant(beta),), weights, where,
                         reduction)
 
 
@@ -335,7 +339,7 @@ def log_cosh(predictions, targets, *, weights=None, where=None, reduction="mean"
     """
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
-    return _elementwise(_log_cosh, predictions, targets, (), weights, where, reduction)
+    return elementwise_loss(_log_cosh, predictions, targets, (), weights, where, reduction)
 
 
 def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, reduction="mean"):
@@ -378,7 +382,7 @@ def pinball(predictions, targets, *, quantile=0.5, weights=None, where=None, red
         predictions, targets, weights, where, reduction)
     quantile = checks.check_range("quantile", quantile, low=0, high=1, low_open=True,
                                   high_open=True, shape=jnp.shape(predictions))
-    return _elementwise(_pinball, predictions, targets, (quantile,), weights, where, reduction)
+    return elementwise_loss(_pinball, predictions, targets, (quantile,), weights, where, reduction)
 
 
 mse = mean_squared_error
@@ -432,7 +436,7 @@ def mean_absolute_percentage_error(predictions, targets, *, eps=1e-7, weights=No
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     checks.check_range("eps", eps, low=0, low_open=True)
-    return _elementwise(_percentage, predictions, targets, (eps,), weights, where, reduction,
+    return elementwise_loss(_percentage, predictions, targets, (eps,), weights, where, reduction,
                         of_error=False, fill=1)
 
 
@@ -473,7 +477,7 @@ def mean_squared_logarithmic_error(predictions, targets, *, eps=1e-7, weights=No
     predictions, targets, weights, where = checks.regression_inputs(
         predictions, targets, weights, where, reduction)
     checks.check_range("eps", eps, low=0, low_open=True)
-    return _elementwise(_squared_log, predictions, targets, (eps,), weights, where, reduction,
+    return elementwise_loss(_squared_log, predictions, targets, (eps,), weights, where, reduction,
                         of_error=False)
 
 
