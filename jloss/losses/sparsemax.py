@@ -18,7 +18,7 @@ from jloss._core import checks
 from jloss._core.dtypes import compute_dtype
 from jloss._core.layout import check_sparse_labels, class_axis, sparse_rows
 from jloss._core.reduce import fill_masked, loss_mask, reduce_loss
-from jloss.kernels.common import keep_inputs
+from jloss.kernels.common import keep_inputs, picked
 
 
 def _project(x):
@@ -128,12 +128,10 @@ def _sparsemax_loss(logits, labels, weights, where, *, axis, reduction):
     x, y, valid, mask = sparse_rows(logits, labels, where, None, axis, 0)
 
     def loss_of(x):
-        x = x.astype(compute_dtype(x))
         p = _project(x)
-        own = jnp.take_along_axis(x, y[:, None], -1)[:, 0]
-        return jnp.sum(p * x, axis=-1) - own + 0.5 * (1 - jnp.sum(p * p, axis=-1))
+        return jnp.sum(p * x, axis=-1) - picked(x, y) + 0.5 * (1 - jnp.sum(p * p, axis=-1))
 
-    loss = jnp.where(valid, keep_inputs(loss_of, x), jnp.nan).reshape(labels.shape)
+    loss = jnp.where(valid, keep_inputs(loss_of, x, cast=True), jnp.nan).reshape(labels.shape)
     return reduce_loss(loss, mask, weights, reduction)
 
 
@@ -188,8 +186,8 @@ def _binary_sparsemax(logits, labels, weights, where, *, reduction):
     y = fill_masked(jnp.asarray(labels), mask, 0)
 
     def loss_of(x):
-        x = x.astype(compute_dtype(x))
         z = jnp.where(y == 1, -x, x)
         return jnp.where(z <= -1, 0, jnp.where(z >= 1, z, (z + 1) ** 2 / 4))
 
-    return reduce_loss(keep_inputs(loss_of, fill_masked(logits, mask, 0)), mask, weights, reduction)
+    loss = keep_inputs(loss_of, fill_masked(logits, mask, 0), cast=True)
+    return reduce_loss(loss, mask, weights, reduction)
